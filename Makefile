@@ -1,0 +1,40 @@
+# Everyday commands. A fresh machine needs only: make run   (or)   make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit integration up down lint venv clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+up: venv  ## start local Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379) if not running
+	ops/kafka.sh up
+	ops/redis.sh up
+
+down:  ## stop what `make up` started
+	ops/redis.sh down
+	ops/kafka.sh down
+
+run: up  ## the worker in the foreground on its embedded defaults
+	$(BIN)/faust -A stream_app.app worker -l info
+
+lint: venv
+	$(BIN)/ruff check .
+
+unit: venv
+	$(BIN)/pytest -m "not integration" -q
+
+integration: up
+	$(BIN)/pytest -m integration -q
+
+test: up lint  ## the whole suite: unit and property tests, then integration tests on the real broker
+	$(BIN)/pytest -q
+
+clean: down
+	rm -rf .local

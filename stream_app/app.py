@@ -1,0 +1,38 @@
+"""The Faust application: `faust -A stream_app.app worker` or `loyalty worker`."""
+from __future__ import annotations
+
+import faust
+
+from stream_app.program import load_program
+from stream_app.settings import load_settings
+from topics.catalog import TopicNames
+
+settings = load_settings()
+program = load_program(settings.rules_path)
+topic_names = TopicNames(settings.topic_prefix)
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    store=settings.store,
+    datadir=str(settings.data_dir),
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind="0.0.0.0",
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    topic_allow_declare=True,
+    topic_disable_leader=True,
+    processing_guarantee="at_least_once",
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    table_standby_replicas=1,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+# Wire the pipeline: topics in, agents, tables, topics out, and the HTTP views.
+import agents.process  # noqa: E402,F401
+import stream_app.web  # noqa: E402,F401

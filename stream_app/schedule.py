@@ -1,0 +1,38 @@
+"""Due-work schedule of one worker: which member falls due when, as a heap with lazy deletion.
+
+Work per tick is proportional to what is due, not to the number of members.
+"""
+from __future__ import annotations
+
+import heapq
+
+
+class DueSchedule:
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, bytes]] = []
+        self._due_at: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._due_at)
+
+    def set(self, member: bytes, due_at: int | None) -> None:
+        """Schedule `member` at `due_at` (None: nothing due), replacing any earlier entry."""
+        if due_at is None:
+            self._due_at.pop(member, None)
+        elif self._due_at.get(member) != due_at:
+            self._due_at[member] = due_at
+            heapq.heappush(self._heap, (due_at, member))
+
+    def pop_due(self, now: int) -> list[tuple[bytes, int]]:
+        """(member, due_at) for members due at or before `now`, removed, earliest first."""
+        due = []
+        while self._heap and self._heap[0][0] <= now:
+            at, member = heapq.heappop(self._heap)
+            if self._due_at.get(member) == at:
+                del self._due_at[member]
+                due.append((member, at))
+        return due
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._due_at.clear()

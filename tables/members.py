@@ -1,0 +1,16 @@
+"""The members table: each member's whole loyalty state, one JSON object per member id.
+
+Values are plain JSON objects (Faust's json codec, orjson-backed), stored in RocksDB (default)
+or memory per LOYALTY_STORE, with a compacted Kafka changelog.
+Keys are the member id as UTF-8 bytes, exactly the input topics' keys.
+"""
+from __future__ import annotations
+
+from stream_app.app import app, settings
+
+members = app.Table(
+    "members",
+    partitions=settings.partitions,
+    key_type=bytes,  # stored raw
+    help="Loyalty state per member (ledger, tier, counters, recent event ids).",
+)

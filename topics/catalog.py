@@ -1,0 +1,26 @@
+"""Topic names: the public contract (docs/contracts.md), with a configurable prefix."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
+OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
+INTERNAL_KINDS = ("due",)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    prefix: str
+
+    def name(self, kind: str) -> str:
+        if kind not in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS:
+            raise ValueError(f"unknown topic kind {kind!r}")
+        return f"{self.prefix}{kind}"
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input topic name -> kind."""
+        return {self.name(k): k for k in INPUT_KINDS}
+
+    def all(self) -> list[str]:
+        return [self.name(k) for k in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS]

@@ -1,0 +1,24 @@
+"""Faust topic objects for the app: raw bytes in and out, values are JSON we encode ourselves."""
+from __future__ import annotations
+
+from stream_app.app import app, settings, topic_names
+from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS
+
+
+def _topic(kind: str):
+    return app.topic(topic_names.name(kind), key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", partitions=settings.partitions, internal=True)
+
+
+#: Everything the processing agent consumes: the input topics and the internal due-work topic.
+#: They share one partition count, so one worker owns a member's partition in all of them.
+consumed = app.topic(*(topic_names.name(k) for k in INPUT_KINDS + INTERNAL_KINDS), key_type=bytes,
+                     value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=settings.partitions, internal=True)
+produced = {kind: _topic(kind) for kind in OUTPUT_KINDS + INTERNAL_KINDS + INPUT_KINDS}
+
+
+async def declare_all() -> None:
+    """Create every topic of the contract that does not exist yet."""
+    for topic in produced.values():
+        await topic.maybe_declare()
