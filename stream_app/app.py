@@ -29,6 +29,8 @@ app = faust.App(
     table_standby_replicas=1,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
+    broker_session_timeout=settings.session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
     key_serializer="raw",
     value_serializer="raw",
 )

@@ -51,6 +51,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
         out.reward(member, "member_erased", 0, event["event_id"], "erasure", now)
         return Result(None, out.rewards, out.notifications, ERASED)
     _advance(member, program, now, out)
+    evaluate_tier(member, program, now, f"due:{now}", out)  # a grace period that ended before the event
     outcome = _HANDLERS[event["type"]](member, event, program, now, out)
     evaluate_tier(member, program, now, event["event_id"], out)
     member.event_ids.append(event["event_id"])
@@ -98,11 +99,14 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
     for lot in sorted((x for x in ledger.lots if not x.released and x.available_at <= now),
                       key=lambda x: (x.available_at, x.lot_id)):
+        released = lot.remaining  # what is left of the lot after clawbacks while it was pending
         ledger.release(lot)
-        out.reward(member, "points_earned", lot.points, lot.source_event_id, lot.rule, lot.available_at,
+        if not released:
+            continue
+        out.reward(member, "points_earned", released, lot.source_event_id, lot.rule, lot.available_at,
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
-                   {"points": lot.points, "rule": lot.rule})
+                   {"points": released, "rule": lot.rule})
     for lot in sorted((x for x in ledger.lots if x.released and x.remaining and x.expires_at <= now),
                       key=lambda x: (x.expires_at, x.lot_id)):
         points = ledger.expire(lot)

@@ -18,6 +18,7 @@ DEFAULTS = {
     "LOYALTY_RULES": "",
     "LOYALTY_REDIS_URL": "",
     "LOYALTY_DUE_TICK": "PT1S",
+    "LOYALTY_SESSION_TIMEOUT": "PT60S",
     "LOYALTY_LOG_LEVEL": "info",
 }
 
@@ -36,6 +37,7 @@ class Settings:
     rules_path: str
     redis_url: str
     due_tick_seconds: float
+    session_timeout_seconds: float
     log_level: str
 
 
@@ -60,5 +62,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         replication=_positive_int(env, "LOYALTY_REPLICATION"), rules_path=env["LOYALTY_RULES"],
         redis_url=env["LOYALTY_REDIS_URL"],
         due_tick_seconds=parse_duration_ms(env["LOYALTY_DUE_TICK"]) / 1000,
+        session_timeout_seconds=parse_duration_ms(env["LOYALTY_SESSION_TIMEOUT"]) / 1000,
         log_level=env["LOYALTY_LOG_LEVEL"],
     )

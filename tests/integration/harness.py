@@ -109,7 +109,7 @@ class Deployment:
         self.tmp = tmp
         self.env = {"LOYALTY_BROKER": f"kafka://{BOOTSTRAP}", "LOYALTY_APP_ID": f"loyalty-{tag}",
                     "LOYALTY_TOPIC_PREFIX": self.prefix, "LOYALTY_PARTITIONS": "4",
-                    "LOYALTY_DUE_TICK": "PT0.5S", **(extra_env or {})}
+                    "LOYALTY_DUE_TICK": "PT0.5S", "LOYALTY_SESSION_TIMEOUT": "PT10S", **(extra_env or {})}
         self.workers: list[Worker] = []
 
     def topic(self, kind: str) -> str:
@@ -180,10 +180,12 @@ def consume(topic: str, until: Callable[[list[dict]], bool], timeout: float = 60
     return asyncio.run(run())
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 60, interval: float = 0.5) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 60, interval: float = 0.5,
+             show: Callable[[], object] | None = None) -> None:
+    """Poll `check` until it holds; on time-out say what `show` returns."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(interval)
-    raise TimeoutError("condition not met in time")
+    raise TimeoutError(f"condition not met in {timeout}s" + (f"; last seen: {show()!r}" if show else ""))

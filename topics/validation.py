@@ -1,0 +1,187 @@
+"""Event contracts: raw Kafka bytes in, a validated event or a stable rejection code out.
+
+The contracts are the draft-07 JSON Schemas in topics/schemas/, compiled once at import with
+fastjsonschema. Two refinements JSON Schema cannot express are applied on top of every
+schema: "integer" means a JSON integer (5.0, 1e3 and integers too large for 64 bits, which
+orjson decodes as floats, are refused) and a "date-time" must also parse with
+datetime.fromisoformat and carry an offset.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+MAX_MESSAGE_BYTES = 65536
+INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
+OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
+
+_SCHEMAS = Path(__file__).parent / "schemas"
+_FieldPath = tuple[str | None, ...]  # property names; None steps into every element of an array
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was refused: a dead-letter ``code`` and a ``detail`` free of payload values."""
+
+    code: str
+    detail: str
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema of an input kind or output topic, read from topics/schemas/{name}.json."""
+    if name not in INPUT_KINDS + OUTPUT_KINDS:
+        raise ValueError(f"no schema named {name!r}")
+    return orjson.loads((_SCHEMAS / f"{name}.json").read_bytes())
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with each ``#/definitions/`` $ref replaced by its target (compiles to faster code)."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline(defs[schema["$ref"].removeprefix("#/definitions/")], defs)
+        return {key: _inline(value, defs) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(value, defs) for value in schema]
+    return schema
+
+
+def _refinements(schema: dict[str, Any], path: _FieldPath = ()) -> list[tuple[_FieldPath, str]]:
+    """(path, "integer" | "date-time") for each such location reachable via allOf, properties and items."""
+    types = schema.get("type", ())
+    found = [(path, "integer")] if "integer" in ([types] if isinstance(types, str) else types) else []
+    if schema.get("format") == "date-time":
+        found.append((path, "date-time"))
+    for sub in schema.get("allOf", ()):
+        found += _refinements(sub, path)
+    for name, sub in schema.get("properties", {}).items():
+        found += _refinements(sub, (*path, name))
+    if isinstance(schema.get("items"), dict):
+        found += _refinements(schema["items"], (*path, None))
+    return found
+
+
+def _breaks(value: object, refinement: str) -> bool:
+    if refinement == "integer":
+        return isinstance(value, float)
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value).tzinfo is None
+    except ValueError:
+        return True
+
+
+def _find(node: object, path: _FieldPath, refinement: str) -> tuple[str | int, ...] | None:
+    """Steps (names, indices) to the first value at ``path`` below ``node`` that breaks ``refinement``."""
+    if not path:
+        return () if _breaks(node, refinement) else None
+    step, rest = path[0], path[1:]
+    if step is None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                if (hit := _find(item, rest, refinement)) is not None:
+                    return (index, *hit)
+        return None
+    if isinstance(node, dict) and step in node:
+        hit = _find(node[step], rest, refinement)
+        return None if hit is None else (step, *hit)
+    return None
+
+
+def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """Field path and broken constraint, e.g. ``items[2].quantity violates minimum: 1``."""
+    where = exc.name.removeprefix("data").removeprefix(".") or "(root)"
+    rule, expected = exc.rule, exc.rule_definition
+    if rule == "required":
+        return f"{where}: missing required {', '.join(k for k in expected if k not in exc.value)}"
+    if rule == "additionalProperties":
+        extra = sorted(set(exc.value) - set(exc.definition.get("properties", {})))
+        return f"{where}: unexpected {', '.join(extra)}"
+    if rule in ("anyOf", "oneOf"):
+        return f"{where} violates {rule}: matches no alternative"
+    return f"{where} violates {rule}: {expected}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Contract:
+    check: Callable[[Any], Any]
+    refinements: tuple[tuple[_FieldPath, str], ...]
+
+    @classmethod
+    def compile(cls, schema: dict[str, Any], definition: str | None = None) -> _Contract:
+        """The whole schema, or only ``#/definitions/{definition}`` of it."""
+        root = schema if definition is None else {"$ref": f"#/definitions/{definition}"}
+        inlined = {**_inline(root, schema.get("definitions", {})), "$schema": schema["$schema"]}
+        inlined.pop("definitions", None)  # every reference is resolved
+        check = fastjsonschema.compile(inlined, use_default=False)
+        return cls(check, tuple(dict.fromkeys(_refinements(inlined))))
+
+    def violation(self, event: Any) -> str | None:
+        """Detail of the first contract violation, None if ``event`` conforms."""
+        try:
+            self.check(event)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return _describe(exc)
+        for path, refinement in self.refinements:
+            if (steps := _find(event, path, refinement)) is not None:
+                where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).removeprefix(".")
+                return f"{where} violates {'type' if refinement == 'integer' else 'format'}: {refinement}"
+        return None
+
+
+def _input_contracts(kind: str) -> dict[str, _Contract]:
+    schema = load_schema(kind)
+    return {name: _Contract.compile(schema, name) for name in schema["properties"]["type"]["enum"]}
+
+
+_INPUTS = {kind: _input_contracts(kind) for kind in INPUT_KINDS}
+_OUTPUTS = {name: _Contract.compile(load_schema(name)) for name in OUTPUT_KINDS}
+
+
+def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Rejection:
+    """The validated event of an input-topic message (values unchanged), or why it is refused."""
+    contracts = _INPUTS.get(kind)
+    if contracts is None:
+        raise ValueError(f"unknown input kind {kind!r}")
+    if value is None:
+        return Rejection("missing_value", "message has no value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        return Rejection("oversized", f"value is {len(value)} bytes, limit {MAX_MESSAGE_BYTES}")
+    key_text = None
+    if key:
+        try:
+            key_text = key.decode()
+        except UnicodeDecodeError:
+            return Rejection("invalid_key", "key is not valid UTF-8")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("invalid_json", f"{exc.msg} at position {exc.pos}")
+    if not isinstance(event, dict):
+        return Rejection("not_an_object", "value is not a JSON object")
+    event_type = event.get("type")
+    if not isinstance(event_type, str):
+        return Rejection("schema_violation", "type: missing or not a string")
+    contract = contracts.get(event_type)
+    if contract is None:
+        return Rejection("unknown_type", f"type is none of {kind}: {', '.join(contracts)}")
+    if (detail := contract.violation(event)) is not None:
+        return Rejection("schema_violation", detail)
+    if key_text is not None and key_text != event["member_id"]:
+        return Rejection("key_mismatch", "key differs from member_id")
+    return event
+
+
+def validate_output(name: str, event: dict) -> None:
+    """Raise ValueError naming the violated constraint unless ``event`` conforms to output ``name``."""
+    contract = _OUTPUTS.get(name)
+    if contract is None:
+        raise ValueError(f"unknown output {name!r}")
+    if (detail := contract.violation(event)) is not None:
+        raise ValueError(f"{name}: {detail}")
