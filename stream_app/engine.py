@@ -344,6 +344,38 @@ def _set_birthday(member: Member, event: dict, now: int) -> None:
         member.birthday_set_at = now
 
 
+def _member_frozen(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
+    return _set_frozen(member, event, now, out, frozen=True)
+
+
+def _member_unfrozen(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
+    return _set_frozen(member, event, now, out, frozen=False)
+
+
+def _set_frozen(member: Member, event: dict, now: int, out: Outputs, frozen: bool) -> str:
+    """An operator's freeze or unfreeze, audited as a reward event."""
+    if member.frozen == frozen:
+        return IGNORED
+    member.frozen = frozen
+    kind = "member_frozen" if frozen else "member_unfrozen"
+    out.reward(member, kind, 0, event["event_id"], "admin", now,
+               {"operator_id": event["operator_id"], "reason": event["reason"]})
+    return APPLIED
+
+
+def _points_adjusted(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
+    """An operator's manual correction: positive points arrive available, negative ones are taken."""
+    points = event["points"]
+    lot = None
+    if points > 0:
+        lot = Lot(f"{event['event_id']}:adjustment", "adjustment", event["event_id"], points, points, now, now,
+                  now + program.expiry_after_ms, released=True)
+    member.ledger.adjust(points, lot)
+    out.reward(member, "points_adjusted", points, event["event_id"], "admin", now,
+               {"operator_id": event["operator_id"], "reason": event["reason"]})
+    return APPLIED
+
+
 _HANDLERS = {
     "order_paid": _order_paid,
     "order_refunded": _order_refunded,
@@ -353,4 +385,7 @@ _HANDLERS = {
     "redemption_requested": _redemption_requested,
     "member_joined": _member_joined,
     "member_updated": _member_updated,
+    "member_frozen": _member_frozen,
+    "member_unfrozen": _member_unfrozen,
+    "points_adjusted": _points_adjusted,
 }
