@@ -15,8 +15,9 @@ import orjson
 from agents.emit import emit_dead_letter, emit_result
 from agents.schedule import schedule
 from stream_app import metrics
-from stream_app.app import app, program, topic_names
+from stream_app.app import app, program, settings, topic_names
 from stream_app.engine import DUPLICATE, advance, apply_event, event_time_ms
+from stream_app.privacy import scrub
 from tables.members import members
 from topics.channels import consumed, declare_all, produced
 from topics.validation import Rejection, decode_event
@@ -30,8 +31,10 @@ async def process(stream) -> None:
     await declare_all()
     async for event in stream.events():
         message = event.message
-        kind = KIND_OF_TOPIC[message.topic]
+        kind = KIND_OF_TOPIC.get(message.topic, "unknown")
         try:
+            if kind == "unknown":
+                raise LookupError(f"no handler for topic {message.topic}")
             if kind == "due":
                 await _due(message.key, message.value)
             else:
@@ -56,7 +59,7 @@ async def _input(kind: str, message) -> None:
         metrics.EVENTS.labels(kind, "rekeyed").inc()
         return
     state = members.get(member_key)
-    result = apply_event(state, decoded, program)
+    result = apply_event(state, scrub(decoded, settings.pii_key), program)
     if result.outcome != DUPLICATE:
         if result.state is None:
             members.pop(member_key, None)

@@ -11,14 +11,18 @@ from datetime import datetime
 from fractions import Fraction
 from math import floor
 
+from stream_app.abuse import check_velocity
 from stream_app.calendar import birthday_in_year, campaign_multiplier, local_date, local_midnight_ms, rfc3339
 from stream_app.ledger import Lot
 from stream_app.member import Member, Order
+from stream_app.notify_policy import apply_policy, held_due_at, release_held
 from stream_app.outputs import Outputs
 from stream_app.program import Program
+from stream_app.segments import evaluate_segment, segment_due_at
 from stream_app.tiers import evaluate_tier, tier_due_at
 
 APPLIED, DUPLICATE, IGNORED, FROZEN, ERASED = "applied", "duplicate", "ignored", "frozen", "erased"
+ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted"})
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class Result:
     notifications: list[dict] = field(default_factory=list)
     outcome: str = APPLIED
     next_due: int | None = None
+    notifications_dropped: int = 0
 
 
 def event_time_ms(event: dict) -> int:
@@ -52,13 +57,18 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
         return Result(None, out.rewards, out.notifications, ERASED)
     _advance(member, program, now, out)
     evaluate_tier(member, program, now, f"due:{now}", out)  # a grace period that ended before the event
+    if event["type"] not in ADMIN_TYPES:
+        member.last_activity_at = max(member.last_activity_at or now, now)
+        _flag_abuse(member, event, program, now, out)
     outcome = _HANDLERS[event["type"]](member, event, program, now, out)
     evaluate_tier(member, program, now, event["event_id"], out)
+    evaluate_segment(member, program, now, event["event_id"], out)
     member.event_ids.append(event["event_id"])
     del member.event_ids[:-program.max_event_ids]
     member.ledger.prune()
+    dropped = _apply_notification_policy(member, program, now, out)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
-                  next_due(member, program, now))
+                  next_due(member, program, now), dropped)
 
 
 def advance(state: dict, program: Program, now: int) -> Result:
@@ -67,10 +77,33 @@ def advance(state: dict, program: Program, now: int) -> Result:
     out = Outputs(program)
     _advance(member, program, now, out)
     evaluate_tier(member, program, now, f"due:{now}", out)
+    evaluate_segment(member, program, now, f"due:{now}", out)
     member.ledger.prune()
-    changed = bool(out.rewards or out.notifications) or member.to_dict() != state
-    return Result(member.to_dict() if changed else state, out.rewards, out.notifications,
-                  APPLIED if changed else IGNORED, next_due(member, program, now))
+    dropped = _apply_notification_policy(member, program, now, out)
+    new_state = member.to_dict()
+    changed = new_state != state
+    return Result(new_state if changed else state, out.rewards, out.notifications,
+                  APPLIED if changed else IGNORED, next_due(member, program, now), dropped)
+
+
+def _apply_notification_policy(member: Member, program: Program, now: int, out: Outputs) -> int:
+    """Send held notifications that may go now, then this change's own; returns how many were dropped."""
+    released, stale = release_held(member, program, now)
+    send, dropped = apply_policy(member, program, now, out.notifications)
+    out.notifications = released + send
+    return stale + dropped
+
+
+def _flag_abuse(member: Member, event: dict, program: Program, now: int, out: Outputs) -> None:
+    """Freeze a member whose activity breaks a velocity limit; the event is still recorded."""
+    flagged = check_velocity(member, event, program, now)
+    if flagged is None or member.frozen:
+        return
+    rule, evidence = flagged
+    member.frozen = True
+    member.flags.append({"rule": rule, "at": now, "evidence": evidence})
+    out.reward(member, "member_flagged", 0, event["event_id"], rule, now, evidence)
+    out.notify(member, "member_flagged", event["event_id"], now, {"rule": rule, **evidence})
 
 
 def next_due(member: Member, program: Program, now: int) -> int | None:
@@ -87,9 +120,10 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
-    birthday_at = _next_birthday_ms(member, program, now)
-    if birthday_at is not None:
-        times.append(birthday_at)
+    for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
+                   held_due_at(member, program)):
+        if due_at is not None:
+            times.append(due_at)
     return min(times, default=None)
 
 
@@ -221,6 +255,8 @@ def _order_paid(member: Member, event: dict, program: Program, now: int, out: Ou
     member.has_ordered = member.has_ordered or event["amount_cents"] > 0
     member.orders[event["order_id"]] = Order(event["order_id"], event["event_id"], now,
                                              event["amount_cents"], points, bonus)
+    member.first_order_at = min(member.first_order_at or now, now)
+    member.last_order_at = max(member.last_order_at or now, now)
     if points:
         _earn_pending(member, program, event["event_id"], "order", points, now, out)
     if bonus:

@@ -56,6 +56,13 @@ class Member:
     frozen: bool = False
     redemption_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
+    first_order_at: int | None = None
+    last_order_at: int | None = None
+    last_activity_at: int | None = None
+    segment: str | None = None
+    velocity: dict[str, list] = field(default_factory=dict)
+    flags: list[dict] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +73,9 @@ class Member:
             "birthday": self.birthday, "birthday_set_at": self.birthday_set_at,
             "birthday_paid_year": self.birthday_paid_year, "referrer_id": self.referrer_id,
             "frozen": self.frozen, "redemption_ids": self.redemption_ids, "event_ids": self.event_ids,
+            "first_order_at": self.first_order_at, "last_order_at": self.last_order_at,
+            "last_activity_at": self.last_activity_at, "segment": self.segment, "velocity": self.velocity,
+            "flags": self.flags, "held": self.held,
         }
 
     @classmethod
@@ -79,6 +89,11 @@ class Member:
             birthday=d["birthday"], birthday_set_at=d["birthday_set_at"],
             birthday_paid_year=d["birthday_paid_year"], referrer_id=d["referrer_id"], frozen=d["frozen"],
             redemption_ids=list(d["redemption_ids"]), event_ids=list(d["event_ids"]),
+            # Fields added after the first release: states written before them lack the keys.
+            first_order_at=d.get("first_order_at"), last_order_at=d.get("last_order_at"),
+            last_activity_at=d.get("last_activity_at"), segment=d.get("segment"),
+            velocity={k: [list(x) for x in v] for k, v in d.get("velocity", {}).items()},
+            flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
         )
 
     def count_today(self, day: str, kind: str) -> int:

@@ -84,6 +84,18 @@ class Program:
     campaigns: tuple[Campaign, ...]
     max_event_ids: int
     priorities: dict[str, str]
+    abuse_limits: dict[str, int]
+    abuse_window_ms: int
+    segment_new_ms: int
+    segment_loyal_orders: int
+    segment_loyal_window_ms: int
+    segment_at_risk_ms: int
+    segment_churned_ms: int
+    marketing_daily_cap: int
+    quiet_start_s: int
+    quiet_end_s: int
+    quiet_hold: bool
+    hold_at_most_ms: int
 
     def tier(self, name: str) -> Tier:
         """The tier called `name` (the lowest one for an unknown name)."""
@@ -195,6 +207,14 @@ def _tiers(raw: object) -> tuple[Tier, ...]:
     return tuple(tiers)
 
 
+def _clock_seconds(value: str, key: str) -> int:
+    """Seconds after midnight of a time of day HH:MM or HH:MM:SS."""
+    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", value)
+    if not match:
+        raise ProgramError(f"{key}: a time of day HH:MM or HH:MM:SS")
+    return int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3] or 0)
+
+
 def program_from_dict(data: dict) -> Program:
     """Build and check a Program from parsed TOML."""
     root = _Reader(data, "")
@@ -205,6 +225,10 @@ def program_from_dict(data: dict) -> Program:
     orders, reviews, shares = root.section("orders"), root.section("reviews"), root.section("shares")
     logins, birthday, expiry = root.section("logins"), root.section("birthday"), root.section("expiry")
     tiers, dedupe, notes = root.section("tiers"), root.section("dedupe"), root.section("notifications")
+    abuse, segments, policy_ = root.section("abuse"), root.section("segments"), root.section("notification_policy")
+    quiet = policy_.get("quiet_hours", str, "hold")
+    if quiet not in ("hold", "drop"):
+        raise ProgramError("notification_policy.quiet_hours: hold or drop")
     policy = orders.get("refund_policy", str, "unlimited")
     if policy not in REFUND_POLICIES:
         raise ProgramError(f"orders.refund_policy: one of {list(REFUND_POLICIES)}")
@@ -247,6 +271,19 @@ def program_from_dict(data: dict) -> Program:
         campaigns=tuple(_campaign(c, i) for i, c in enumerate(campaigns)),
         max_event_ids=max(1, dedupe.count("max_event_ids", 2000)),
         priorities=priorities,
+        abuse_limits={"reviews": abuse.count("reviews_per_window", 10), "shares": abuse.count("shares_per_window", 20),
+                      "devices": abuse.count("devices_per_window", 5)},
+        abuse_window_ms=abuse.duration("window", "PT1H"),
+        segment_new_ms=segments.duration("new_for", "P30D"),
+        segment_loyal_orders=segments.count("loyal_orders", 5),
+        segment_loyal_window_ms=segments.duration("loyal_window", "P365D"),
+        segment_at_risk_ms=segments.duration("at_risk_after", "P60D"),
+        segment_churned_ms=segments.duration("churned_after", "P180D"),
+        marketing_daily_cap=policy_.count("marketing_daily_cap", 3),
+        quiet_start_s=_clock_seconds(policy_.get("quiet_start", str, "22:00"), "notification_policy.quiet_start"),
+        quiet_end_s=_clock_seconds(policy_.get("quiet_end", str, "08:00"), "notification_policy.quiet_end"),
+        quiet_hold=quiet == "hold",
+        hold_at_most_ms=policy_.duration("hold_at_most", "PT12H"),
     )
 
 

@@ -20,6 +20,8 @@ DEFAULTS = {
     "LOYALTY_DUE_TICK": "PT1S",
     "LOYALTY_SESSION_TIMEOUT": "PT60S",
     "LOYALTY_LOG_LEVEL": "info",
+    "LOYALTY_ADMIN_TOKEN": "",
+    "LOYALTY_PII_KEY": "",
 }
 
 
@@ -39,6 +41,8 @@ class Settings:
     due_tick_seconds: float
     session_timeout_seconds: float
     log_level: str
+    admin_token: str
+    pii_key: bytes
 
 
 def _positive_int(env: dict, name: str) -> int:
@@ -64,4 +68,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         due_tick_seconds=parse_duration_ms(env["LOYALTY_DUE_TICK"]) / 1000,
         session_timeout_seconds=parse_duration_ms(env["LOYALTY_SESSION_TIMEOUT"]) / 1000,
         log_level=env["LOYALTY_LOG_LEVEL"],
+        admin_token=env["LOYALTY_ADMIN_TOKEN"],
+        # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
+        pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
     )

@@ -32,5 +32,7 @@ def member_view(state: dict, program: Program, now: int) -> dict:
                           for lot in expiring],
         "active_campaigns": [{"name": c.name, "multiplier": float(c.multiplier), "applies_to": list(c.applies_to)}
                              for c in active_campaigns(program, None, now)],
+        "segment": member.segment,
         "frozen": member.frozen,
+        "flags": member.flags,
     }

@@ -1,14 +1,21 @@
 """HTTP endpoints (docs/http.md): member state, metrics, liveness and readiness."""
 from __future__ import annotations
 
+import hmac
 import time
+import uuid
+from datetime import UTC, datetime
 
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream_app.app import app, program
+from stream_app.app import app, program, settings
 from stream_app.views import member_view
 from tables.members import members
+from topics.validation import Rejection, decode_event
+
+ADMIN_ACTIONS = {"freeze": "member_frozen", "unfreeze": "member_unfrozen", "adjust": "points_adjusted"}
 
 
 @app.page("/members/{member_id}")
@@ -41,3 +48,36 @@ class Ready(View):
         ready = assigned and recovered and not app.rebalancing
         body = {"ready": ready, "partitions_assigned": assigned, "tables_recovered": recovered}
         return self.json(body, status=200 if ready else 503)
+
+
+@app.page("/admin/members/{member_id}/{action}")
+class AdminMember(View):
+    """Operator commands, published to the admin topic and applied in the member's partition."""
+
+    async def post(self, request: Request, member_id: str, action: str) -> Response:
+        if not settings.admin_token:
+            return self.json({"error": "admin_disabled"}, status=404)
+        if not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {settings.admin_token}"):
+            return self.json({"error": "unauthorized"}, status=401)
+        if action not in ADMIN_ACTIONS:
+            return self.json({"error": "unknown_action", "actions": sorted(ADMIN_ACTIONS)}, status=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return self.json({"error": "invalid_json"}, status=400)
+        if not isinstance(body, dict):
+            return self.json({"error": "not_an_object"}, status=400)
+        event = {"event_id": f"admin-{uuid.uuid4()}", "member_id": member_id,
+                 "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                 "type": ADMIN_ACTIONS[action], "operator_id": body.get("operator_id"),
+                 "reason": body.get("reason")}
+        if action == "adjust":
+            event["points"] = body.get("points")
+        value = orjson.dumps(event)
+        checked = decode_event("admin", member_id.encode(), value)
+        if isinstance(checked, Rejection):
+            return self.json({"error": checked.code, "detail": checked.detail}, status=400)
+        from topics.channels import produced  # here: topics.channels imports the app, which imports this module
+
+        await produced["admin"].send(key=member_id.encode(), value=value)
+        return self.json({"accepted": True, "event_id": event["event_id"]}, status=202)

@@ -1,0 +1,81 @@
+"""Notification policy: transactional always goes; marketing has a daily cap and quiet hours."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from stream_app.calendar import local_date, to_ms
+from stream_app.member import Member
+from stream_app.program import Program
+
+
+def _second_of_day(ms: int, program: Program) -> int:
+    local = datetime.fromtimestamp(ms / 1000, program.timezone)
+    return local.hour * 3600 + local.minute * 60 + local.second
+
+
+def in_quiet_hours(ms: int, program: Program) -> bool:
+    """Whether `ms` falls in quiet hours (equal start and end: no quiet hours)."""
+    start, end, second = program.quiet_start_s, program.quiet_end_s, _second_of_day(ms, program)
+    if start == end:
+        return False
+    return start <= second < end if start < end else second >= start or second < end
+
+
+def quiet_end_after(ms: int, program: Program) -> int:
+    """The first end of quiet hours after `ms`."""
+    day = local_date(ms, program.timezone)
+    for offset in (0, 1, 2):
+        d = day + timedelta(days=offset)
+        end_s = program.quiet_end_s
+        end = to_ms(datetime(d.year, d.month, d.day, end_s // 3600, end_s // 60 % 60, end_s % 60,
+                             tzinfo=program.timezone))
+        if end > ms:
+            return end
+    raise AssertionError("unreachable: a quiet end falls within two days")
+
+
+def apply_policy(member: Member, program: Program, now: int, notifications: list[dict]) -> tuple[list[dict], int]:
+    """(notifications to send now, how many were dropped); quiet-hour marketing ones are held."""
+    send, dropped = [], 0
+    for note in notifications:
+        if note["priority"] != "marketing":
+            send.append(note)
+        elif in_quiet_hours(now, program):
+            if program.quiet_hold and all(h["notification_id"] != note["notification_id"] for h in member.held):
+                member.held.append({**note, "held_at": now})
+            else:
+                dropped += 1
+        elif _take_marketing_slot(member, program, now):
+            send.append(note)
+        else:
+            dropped += 1
+    return send, dropped
+
+
+def release_held(member: Member, program: Program, now: int) -> tuple[list[dict], int]:
+    """Held notifications that may go at `now` (out of quiet hours), and how many went stale."""
+    if not member.held or in_quiet_hours(now, program):
+        return [], 0
+    send, dropped = [], 0
+    for note in member.held:
+        held_at = note.pop("held_at")
+        if now - held_at > program.hold_at_most_ms or not _take_marketing_slot(member, program, now):
+            dropped += 1
+        else:
+            send.append(note)
+    member.held = []
+    return send, dropped
+
+
+def held_due_at(member: Member, program: Program) -> int | None:
+    if not member.held:
+        return None
+    return quiet_end_after(min(h["held_at"] for h in member.held), program)
+
+
+def _take_marketing_slot(member: Member, program: Program, now: int) -> bool:
+    day = local_date(now, program.timezone).isoformat()
+    if member.count_today(day, "marketing") >= program.marketing_daily_cap:
+        return False
+    member.bump_today(day, "marketing")
+    return True

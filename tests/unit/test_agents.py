@@ -1,0 +1,466 @@
+"""Unit tests of the Faust agents, in Faust's test context (`agent.test_context()`), no broker.
+
+How the pipeline is driven:
+
+- The app is imported with LOYALTY_STORE=memory:// (and the packaged default program), so the
+  `members` table lives in memory. The environment is restored right after the import.
+- `process.test_context()` runs the real agent body on an in-memory channel. Its own `put()`
+  cannot name one topic of a multi-topic subscription (messages arrive as "<internal>", which
+  KIND_OF_TOPIC does not know), so `Pipeline.put` builds the Kafka message itself, with the topic
+  name of the kind under test, and puts it on the wrapper's channel.
+- stream_app.app is imported first, as the worker does: importing agents.process or
+  topics.channels first runs into the import cycle stream_app.app -> stream_app.web -> topics.channels.
+- A message counts as processed once the stream acks it, which happens when the agent asks for
+  the next one, i.e. after the whole body (table write, sends) ran for it.
+- Topic creation (`declare_all`) is replaced by a no-op and every produced topic by a recorder
+  (`Pipeline.sent`). Table writes go to the (never started) producer's buffer, from which
+  `Pipeline.changelog()` reads what reached the members changelog.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import pytest
+from faust.types import Message
+from prometheus_client import REGISTRY
+
+from stream_app.engine import next_due
+from stream_app.member import Member
+from topics.validation import validate_output
+
+
+def _import_agents():
+    """agents.process and agents.schedule, the app built with an in-memory table store."""
+    wanted = {"LOYALTY_STORE": "memory://", "LOYALTY_RULES": ""}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        importlib.import_module("stream_app.app")  # first, as the worker does (`faust -A stream_app.app`)
+        process_module = importlib.import_module("agents.process")
+        schedule_module = importlib.import_module("agents.schedule")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    store = str(process_module.app.conf.store)
+    if not store.startswith("memory:"):
+        raise RuntimeError(f"stream_app.app was imported before this module with store {store!r}; "
+                           "the agent unit tests need LOYALTY_STORE=memory://")
+    return process_module, schedule_module
+
+
+agent_process, agent_schedule = _import_agents()
+app = agent_process.app
+members = agent_process.members
+produced = agent_process.produced
+schedule = agent_schedule.schedule
+program = agent_process.program
+topic_names = agent_process.topic_names
+
+M1 = b"m1"
+DAY = 24 * 60 * 60 * 1000
+PAID_AT = "2025-03-03T10:00:00.000+08:00"  # not the 18th: the default "member day" campaign is off
+PAID_AT_MS = int(datetime.fromisoformat(PAID_AT).timestamp() * 1000)
+RELEASE_AT_MS = PAID_AT_MS + 7 * DAY  # orders.return_window = P7D
+
+
+def share(event_id: str = "e1", member_id: str = "m1", at: str = PAID_AT, **fields) -> dict:
+    return {"event_id": event_id, "member_id": member_id, "occurred_at": at, "type": "share",
+            "share_id": f"sh-{event_id}", "channel": "wechat", "target": "friend", **fields}
+
+
+def order(event_id: str = "o1", member_id: str = "m1", at: str = PAID_AT, amount_cents: int = 12345) -> dict:
+    return {"event_id": event_id, "member_id": member_id, "occurred_at": at, "type": "order_paid",
+            "order_id": f"ord-{event_id}", "amount_cents": amount_cents, "currency": "CNY"}
+
+
+def raw(event: dict) -> bytes:
+    return orjson.dumps(event)
+
+
+@dataclass(frozen=True)
+class Sent:
+    kind: str
+    key: bytes | None
+    value: bytes
+
+    @property
+    def json(self) -> dict:
+        return orjson.loads(self.value)
+
+
+class RecordingTopic:
+    """Stands in for one produced Faust topic: keeps every send, in order, in a shared log."""
+
+    def __init__(self, kind: str, log: list[Sent]) -> None:
+        self.kind, self.log = kind, log
+
+    async def send(self, *, key=None, value=None, **kwargs) -> None:
+        self.log.append(Sent(self.kind, key, value))
+
+
+class Pipeline:
+    """The process agent in its test context, fed with Kafka-like messages."""
+
+    def __init__(self, agent, sent: list[Sent]) -> None:
+        self.agent, self.sent, self._offset = agent, sent, 0
+
+    async def put(self, kind: str, value: bytes | None, key: bytes | None = M1) -> Message:
+        """Put one message on topic `kind` and wait until the agent has fully processed it."""
+        message = Message(topic=topic_names.name(kind), partition=0, offset=self._offset, timestamp=time.time(),
+                          timestamp_type=0, headers=None, key=key, value=value, checksum=None,
+                          serialized_key_size=0, serialized_value_size=0,
+                          generation_id=app.consumer_generation_id)
+        self._offset += 1
+        channel = self.agent.stream().channel
+        await channel.put(await channel.decode(message))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not message.acked:
+            if self.agent._crash_reason is not None:
+                raise AssertionError(f"the agent crashed: {self.agent._crash_reason!r}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"message {message.offset} on {message.topic} was never processed")
+            await asyncio.sleep(0)
+        return message
+
+    def to(self, kind: str) -> list[dict]:
+        """The JSON values sent to output topic `kind`, each checked against that topic's contract."""
+        values = [s.json for s in self.sent if s.kind == kind]
+        for value in values:
+            validate_output(kind, value)
+        return values
+
+    @staticmethod
+    def changelog() -> list[tuple[bytes, dict | None]]:
+        """(key, decoded value) of each members-changelog write since the last call, in order."""
+        name = members.changelog_topic.get_topic_name()
+        return [(m.key, None if m.value is None else orjson.loads(m.value))
+                for m in (fut.message for fut in _drain_producer_buffer()) if m.channel.get_topic_name() == name]
+
+
+def _drain_producer_buffer() -> list:
+    pending = app.producer.buffer.pending
+    drained = []
+    while not pending.empty():
+        drained.append(pending.get_nowait())
+    return drained
+
+
+def summary(rewards: list[dict]) -> list[tuple]:
+    return [(r["type"], r["points"], r["rule"]) for r in rewards]
+
+
+def state_of(key: bytes = M1) -> Member:
+    return Member.from_dict(members[key])
+
+
+async def _no_declare() -> None:
+    return None
+
+
+@pytest.fixture
+async def pipeline(monkeypatch):
+    monkeypatch.setattr(agent_process, "declare_all", _no_declare)
+    sent: list[Sent] = []
+    for kind in list(produced):
+        monkeypatch.setitem(produced, kind, RecordingTopic(kind, sent))
+    members.data.clear()
+    schedule.clear()
+    _drain_producer_buffer()
+    async with agent_process.process.test_context() as agent:
+        yield Pipeline(agent, sent)
+        assert agent._crash_reason is None
+    members.data.clear()
+    schedule.clear()
+    _drain_producer_buffer()
+
+
+# -- agents.process: valid events -----------------------------------------------------------------
+
+async def test_share_earns_points_into_the_member_table(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+
+    member = state_of()
+    assert (member.ledger.available, member.ledger.pending) == (5, 0)
+    assert member.event_ids == ["e1"]
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
+    assert pipeline.to("notifications") == []
+    assert [s.key for s in pipeline.sent] == [M1]
+    assert pipeline.changelog() == [(M1, members[M1])]  # assigned back: the new state reaches the changelog
+
+
+async def test_order_updates_the_table_and_emits_rewards_and_a_notification(pipeline):
+    await pipeline.put("orders", raw(order("o1", amount_cents=12345)))
+
+    member = state_of()
+    assert (member.ledger.available, member.ledger.pending) == (0, 223)
+    assert list(member.orders) == ["ord-o1"]
+    rewards = pipeline.to("rewards")
+    assert summary(rewards) == [("points_pending", 123, "order"), ("points_pending", 100, "first_order_bonus")]
+    assert [r["balance"] for r in rewards] == [{"available": 0, "pending": 123}, {"available": 0, "pending": 223}]
+    notifications = pipeline.to("notifications")
+    assert [(n["template"], n["params"]["points"], n["params"]["order_id"]) for n in notifications] == [
+        ("points_pending", 223, "ord-o1")]
+    assert [(s.kind, s.key) for s in pipeline.sent] == [("rewards", M1), ("rewards", M1), ("notifications", M1)]
+    assert pipeline.to("dead-letters") == []
+    assert pipeline.changelog() == [(M1, members[M1])]
+
+
+async def test_events_of_two_members_keep_separate_states(pipeline):
+    await pipeline.put("shares", raw(share("e1", member_id="m1")), key=b"m1")
+    await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")  # same event id, other member
+    await pipeline.put("shares", raw(share("e2", member_id="m1")), key=b"m1")
+
+    assert state_of(b"m1").ledger.available == 10
+    assert state_of(b"m2").ledger.available == 5
+    assert [(s.key, s.json["points"], s.json["balance"]["available"]) for s in pipeline.sent] == [
+        (b"m1", 5, 5), (b"m2", 5, 5), (b"m1", 5, 10)]
+
+
+async def test_a_duplicate_event_id_sends_nothing_and_changes_nothing(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    before, sent_before = members[M1], len(pipeline.sent)
+    pipeline.changelog()
+
+    await pipeline.put("shares", raw(share("e1")))  # redelivered
+    await pipeline.put("shares", raw(share("e1", at="2025-03-04T10:00:00.000+08:00")))  # same id, other content
+
+    assert members[M1] == before
+    assert len(pipeline.sent) == sent_before == 1
+    assert pipeline.changelog() == []  # not even rewritten
+
+
+async def test_member_erased_removes_the_member_from_the_table(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    pipeline.changelog()
+    erased = {"event_id": "x1", "member_id": "m1", "occurred_at": PAID_AT, "type": "member_erased"}
+
+    await pipeline.put("members", raw(erased))
+
+    assert M1 not in members
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares"), ("member_erased", 0, "erasure")]
+    assert pipeline.changelog() == [(M1, None)]  # a tombstone
+    assert len(schedule) == 0
+
+
+# -- agents.process: keyless messages -------------------------------------------------------------
+
+@pytest.mark.parametrize("key", [None, b""], ids=["no-key", "empty-key"])
+async def test_a_keyless_message_is_resent_keyed_by_member_and_then_applied(pipeline, key):
+    value = raw(share("e1"))
+
+    await pipeline.put("shares", value, key=key)
+
+    assert pipeline.sent == [Sent("shares", M1, value)]  # same bytes, now keyed by member
+    assert M1 not in members
+    assert pipeline.changelog() == []
+
+    await pipeline.put("shares", pipeline.sent[0].value, key=pipeline.sent[0].key)  # as it comes back
+    assert state_of().ledger.available == 5
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
+
+
+# -- agents.process: dead letters -----------------------------------------------------------------
+
+MALFORMED = {
+    "invalid_json": (b'{"event_id": ', M1, None),
+    "not_an_object": (b"[1, 2]", M1, "value is not a JSON object"),
+    "unknown_type": (raw({**share("bad"), "type": "tweet"}), M1, "type is none of shares: share"),
+    "schema_violation": (raw({k: v for k, v in share("bad").items() if k != "channel"}), M1,
+                         "(root): missing required channel"),
+    "key_mismatch": (raw(share("bad", member_id="m2")), M1, "key differs from member_id"),
+    "invalid_key": (raw(share("bad")), b"\xffm1", "key is not valid UTF-8"),
+    "missing_value": (None, M1, "message has no value"),
+}
+
+
+@pytest.mark.parametrize("code", list(MALFORMED))
+async def test_a_malformed_message_is_dead_lettered_and_the_stream_goes_on(pipeline, code):
+    value, key, detail = MALFORMED[code]
+
+    bad = await pipeline.put("shares", value, key=key)
+    await pipeline.put("shares", raw(share("e1")))
+
+    [letter] = pipeline.to("dead-letters")
+    assert letter["error"] == code
+    if detail is not None:
+        assert letter["detail"] == detail
+    assert (letter["topic"], letter["partition"], letter["offset"]) == (topic_names.name("shares"), 0, bad.offset)
+    assert letter["value"] == (None if value is None else value.decode())
+    assert letter["key"] == (None if code == "invalid_key" else "m1")  # a non-UTF-8 key is not repeated
+    assert [s.key for s in pipeline.sent if s.kind == "dead-letters"] == [key]
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # the next event applied
+    assert state_of().event_ids == ["e1"]
+
+
+async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, monkeypatch):
+    real_apply = agent_process.apply_event
+    calls = []
+
+    def apply_failing_once(state, event, program_):
+        calls.append(event["event_id"])
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real_apply(state, event, program_)
+
+    monkeypatch.setattr(agent_process, "apply_event", apply_failing_once)
+
+    failed = await pipeline.put("shares", raw(share("e1")))
+    assert M1 not in members
+    await pipeline.put("shares", raw(share("e2")))
+
+    assert calls == ["e1", "e2"]
+    [letter] = pipeline.to("dead-letters")
+    assert (letter["error"], letter["detail"], letter["offset"]) == ("processing_error", "RuntimeError",
+                                                                     failed.offset)
+    assert letter["topic"] == topic_names.name("shares")
+    assert orjson.loads(letter["value"])["event_id"] == "e1"
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
+    assert state_of().event_ids == ["e2"]
+    assert (state_of().ledger.available, state_of().ledger.pending) == (5, 0)
+
+
+async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    before = members[M1]
+
+    bad = await pipeline.put("due", b"not json")
+    await pipeline.put("shares", raw(share("e2")))
+
+    [letter] = pipeline.to("dead-letters")
+    assert (letter["topic"], letter["offset"], letter["error"], letter["detail"]) == (
+        topic_names.name("due"), bad.offset, "processing_error", "JSONDecodeError")
+    assert before["event_ids"] == ["e1"]
+    assert state_of().event_ids == ["e1", "e2"]
+    assert state_of().ledger.available == 10
+
+
+# -- agents.schedule: due work --------------------------------------------------------------------
+
+async def test_an_order_schedules_the_member_at_the_release_of_its_pending_lots(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+
+    assert len(schedule) == 1
+    assert schedule.pop_due(RELEASE_AT_MS - 1) == []
+    assert schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
+
+
+async def test_the_schedule_follows_the_next_due_work_and_drops_an_erased_member(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    # a share's lot is available at once: the member is scheduled at the core's next due instant
+    due_at = next_due(state_of(), program, PAID_AT_MS)
+    assert due_at is not None and due_at > PAID_AT_MS
+    assert schedule.pop_due(due_at - 1) == []
+    assert schedule.pop_due(due_at) == [(M1, due_at)]
+
+    erased = {"event_id": "x1", "member_id": "m1", "occurred_at": PAID_AT, "type": "member_erased"}
+    await pipeline.put("shares", raw(share("e2")))
+    await pipeline.put("members", raw(erased))
+    assert len(schedule) == 0
+
+
+async def test_a_due_message_releases_pending_points(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+    del pipeline.sent[:]
+    pipeline.changelog()
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))
+
+    member = state_of()
+    assert (member.ledger.available, member.ledger.pending) == (223, 0)
+    rewards = pipeline.to("rewards")
+    # lots release in (available_at, lot_id) order: "o1:first_order_bonus" < "o1:order"
+    assert summary(rewards) == [("points_earned", 100, "first_order_bonus"), ("points_earned", 123, "order")]
+    assert [r["details"] for r in rewards] == [{"released_from_pending": True}] * 2
+    assert [r["source_event_id"] for r in rewards] == ["o1", "o1"]
+    assert [r["balance"] for r in rewards] == [{"available": 100, "pending": 123}, {"available": 223, "pending": 0}]
+    notifications = pipeline.to("notifications")
+    assert [(n["template"], n["params"]) for n in notifications] == [
+        ("points_earned", {"points": 100, "rule": "first_order_bonus"}),
+        ("points_earned", {"points": 123, "rule": "order"})]
+    assert {s.key for s in pipeline.sent} == {M1}
+    assert pipeline.changelog() == [(M1, members[M1])]
+    # rescheduled at the core's next due instant after the release
+    due_at = next_due(member, program, RELEASE_AT_MS)
+    assert due_at is not None and due_at > RELEASE_AT_MS
+    assert schedule.pop_due(due_at) == [(M1, due_at)]
+
+
+async def test_an_early_due_message_changes_nothing(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+    before, sent_before = members[M1], len(pipeline.sent)
+    pipeline.changelog()
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS - 1}))
+
+    assert members[M1] == before
+    assert len(pipeline.sent) == sent_before
+    assert pipeline.changelog() == []
+    assert schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
+
+
+async def test_a_due_message_twice_releases_once(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))
+    after, sent_after = members[M1], len(pipeline.sent)
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS + 1}))
+
+    assert members[M1] == after
+    assert len(pipeline.sent) == sent_after
+
+
+async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
+    schedule.set(b"gone", RELEASE_AT_MS)
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}), key=b"gone")
+
+    assert len(schedule) == 0
+    assert pipeline.sent == []
+    assert b"gone" not in members
+    assert pipeline.changelog() == []
+
+
+async def test_rebuild_schedules_every_member_of_the_table_and_skips_unreadable_ones(pipeline):
+    await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
+    await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
+    members.data[b"broken"] = {"member_id": "broken"}  # straight into the store: not a valid member
+    errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
+    schedule.clear()
+
+    agent_schedule._rebuild(PAID_AT_MS)
+
+    m2_due = next_due(state_of(b"m2"), program, PAID_AT_MS)
+    assert len(schedule) == 2
+    assert schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
+    assert schedule.pop_due(m2_due) == [(b"m2", m2_due)]
+    assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 1
+
+
+async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkeypatch):
+    recovered = asyncio.Event()
+    recovered.set()
+    monkeypatch.setattr(app.tables.recovery, "completed", recovered)
+    monkeypatch.setattr(agent_schedule, "_needs_rebuild", False)
+    later = int(time.time() * 1000) + DAY
+    schedule.set(b"m1", 1000)
+    schedule.set(b"m2", later)
+    tick = inspect.unwrap(agent_schedule.send_due_work)  # the timer body, without Faust's timer loop
+
+    before = int(time.time() * 1000)
+    await tick()
+    after = int(time.time() * 1000)
+
+    [due] = pipeline.sent
+    assert (due.kind, due.key) == ("due", b"m1")
+    assert before <= due.json["at"] <= after
+    assert schedule.pop_due(later) == [(b"m2", later)]
