@@ -18,6 +18,8 @@ async def emit_result(key: bytes, result: Result) -> None:
         metrics.count_reward(reward)
     for notification in result.notifications:
         await produced["notifications"].send(key=key, value=orjson.dumps(notification))
+    for link in result.device_links:
+        await produced["devices"].send(key=link["device"].encode(), value=orjson.dumps(link))
 
 
 async def emit_dead_letter(message, code: str, detail: str) -> None:

@@ -22,7 +22,8 @@ from stream_app.segments import evaluate_segment, segment_due_at
 from stream_app.tiers import evaluate_tier, tier_due_at
 
 APPLIED, DUPLICATE, IGNORED, FROZEN, ERASED = "applied", "duplicate", "ignored", "frozen", "erased"
-ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted"})
+ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted", "member_flagged"})
+MAX_DEVICES = 20  # device hashes remembered per member, for the shared-device referral check
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class Result:
     outcome: str = APPLIED
     next_due: int | None = None
     notifications_dropped: int = 0
+    device_links: list[dict] = field(default_factory=list)
 
 
 def event_time_ms(event: dict) -> int:
@@ -54,7 +56,9 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     out = Outputs(program)
     if event["type"] == "member_erased":
         out.reward(member, "member_erased", 0, event["event_id"], "erasure", now)
-        return Result(None, out.rewards, out.notifications, ERASED)
+        for device in member.devices:
+            out.link_device("forget", device, member)
+        return Result(None, out.rewards, out.notifications, ERASED, device_links=out.device_links)
     _advance(member, program, now, out)
     evaluate_tier(member, program, now, f"due:{now}", out)  # a grace period that ended before the event
     if event["type"] not in ADMIN_TYPES:
@@ -68,7 +72,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     member.ledger.prune()
     dropped = _apply_notification_policy(member, program, now, out)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
-                  next_due(member, program, now), dropped)
+                  next_due(member, program, now), dropped, out.device_links)
 
 
 def advance(state: dict, program: Program, now: int) -> Result:
@@ -97,9 +101,11 @@ def _apply_notification_policy(member: Member, program: Program, now: int, out: 
 def _flag_abuse(member: Member, event: dict, program: Program, now: int, out: Outputs) -> None:
     """Freeze a member whose activity breaks a velocity limit; the event is still recorded."""
     flagged = check_velocity(member, event, program, now)
-    if flagged is None or member.frozen:
-        return
-    rule, evidence = flagged
+    if flagged is not None and not member.frozen:
+        _freeze_flagged(member, event, *flagged, now, out)
+
+
+def _freeze_flagged(member: Member, event: dict, rule: str, evidence: dict, now: int, out: Outputs) -> None:
     member.frozen = True
     member.flags.append({"rule": rule, "at": now, "evidence": evidence})
     out.reward(member, "member_flagged", 0, event["event_id"], rule, now, evidence)
@@ -141,13 +147,13 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
+    _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
     for lot in sorted((x for x in ledger.lots if x.released and x.remaining and x.expires_at <= now),
                       key=lambda x: (x.expires_at, x.lot_id)):
         points = ledger.expire(lot)
         out.reward(member, "points_expired", -points, lot.source_event_id, f"{lot.rule}:expiry",
                    lot.expires_at)
     _warn_expiring(member, program, now, out)
-    _pay_birthday(member, program, now, out)
     _forget_old_orders(member, program, now)
 
 
@@ -320,6 +326,10 @@ def _share(member: Member, event: dict, program: Program, now: int, out: Outputs
 
 
 def _login(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
+    device = event["device_id"]  # a keyed hash by now (stream_app.privacy)
+    if device not in member.devices:
+        member.devices = [*member.devices, device][-MAX_DEVICES:]
+        out.link_device("seen", device, member)
     if member.frozen:
         return FROZEN
     day = local_date(now, program.timezone)
@@ -364,8 +374,21 @@ def _redemption_requested(member: Member, event: dict, program: Program, now: in
 
 
 def _member_joined(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
-    member.referrer_id = event.get("referrer_id") or member.referrer_id
+    referrer = event.get("referrer_id")
+    if referrer and referrer != member.referrer_id:
+        member.referrer_id = referrer
+        for device in member.devices:  # devices seen before the referral was known
+            out.link_device("seen", device, member)
     _set_birthday(member, event, now)
+    return APPLIED
+
+
+def _member_flagged(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
+    """A flag from the abuse monitor's cross-member checks (or an operator): freezes the member."""
+    if member.frozen:
+        return IGNORED
+    _freeze_flagged(member, event, event["rule"], {**event["evidence"], "operator_id": event["operator_id"]},
+                    now, out)
     return APPLIED
 
 
@@ -424,4 +447,5 @@ _HANDLERS = {
     "member_frozen": _member_frozen,
     "member_unfrozen": _member_unfrozen,
     "points_adjusted": _points_adjusted,
+    "member_flagged": _member_flagged,
 }

@@ -63,6 +63,7 @@ class Member:
     velocity: dict[str, list] = field(default_factory=dict)
     flags: list[dict] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -75,7 +76,7 @@ class Member:
             "frozen": self.frozen, "redemption_ids": self.redemption_ids, "event_ids": self.event_ids,
             "first_order_at": self.first_order_at, "last_order_at": self.last_order_at,
             "last_activity_at": self.last_activity_at, "segment": self.segment, "velocity": self.velocity,
-            "flags": self.flags, "held": self.held,
+            "flags": self.flags, "held": self.held, "devices": self.devices,
         }
 
     @classmethod
@@ -94,6 +95,7 @@ class Member:
             last_activity_at=d.get("last_activity_at"), segment=d.get("segment"),
             velocity={k: [list(x) for x in v] for k, v in d.get("velocity", {}).items()},
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
+            devices=list(d.get("devices", [])),
         )
 
     def count_today(self, day: str, kind: str) -> int:

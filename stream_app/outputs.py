@@ -22,6 +22,12 @@ class Outputs:
     program: Program
     rewards: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
+    device_links: list[dict] = field(default_factory=list)
+
+    def link_device(self, op: str, device: str, member: Member) -> None:
+        """Tell the device index that `member` uses (op "seen") or no longer uses ("forget") `device`."""
+        self.device_links.append({"op": op, "device": device, "member_id": member.member_id,
+                                  "referrer_id": member.referrer_id})
 
     def reward(self, member: Member, kind: str, points: int, source_event_id: str, rule: str,
                at: int, details: dict | None = None) -> dict:

@@ -12,7 +12,7 @@ def _topic(kind: str):
 
 #: Everything the processing agent consumes: the input topics and the internal due-work topic.
 #: They share one partition count, so one worker owns a member's partition in all of them.
-consumed = app.topic(*(topic_names.name(k) for k in INPUT_KINDS + INTERNAL_KINDS), key_type=bytes,
+consumed = app.topic(*(topic_names.name(k) for k in (*INPUT_KINDS, "due")), key_type=bytes,
                      value_type=bytes, key_serializer="raw", value_serializer="raw",
                      partitions=settings.partitions, internal=True)
 produced = {kind: _topic(kind) for kind in OUTPUT_KINDS + INTERNAL_KINDS + INPUT_KINDS}

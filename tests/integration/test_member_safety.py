@@ -136,3 +136,23 @@ def test_erased_member_starts_fresh(deployment):
     produce([event_message(p, "shares", {"event_id": "s1", "member_id": m, "occurred_at": now(), "type": "share",
                                          "share_id": "S", "channel": "c", "target": "t"})])
     wait_for(lambda: (worker.member(m) or {}).get("points", {}).get("lifetime_earned") == 5)
+
+
+def test_referral_sharing_a_device_with_its_referrer_is_flagged(deployment):
+    worker = deployment.worker().start()
+    p = deployment.prefix
+    produce([event_message(p, "logins", {"event_id": "l1", "member_id": "referrer", "occurred_at": now(),
+                                         "type": "login", "device_id": "shared-phone"}),
+             event_message(p, "members", {"event_id": "j1", "member_id": "newbie", "occurred_at": now(),
+                                          "type": "member_joined", "referrer_id": "referrer"}),
+             event_message(p, "logins", {"event_id": "l2", "member_id": "honest", "occurred_at": now(),
+                                         "type": "login", "device_id": "own-phone"})])
+    wait_for(lambda: worker.member("newbie") is not None and worker.member("honest") is not None)
+    produce([event_message(p, "logins", {"event_id": "l3", "member_id": "newbie", "occurred_at": now(),
+                                         "type": "login", "device_id": "shared-phone"})])
+    wait_for(lambda: (worker.member("newbie") or {}).get("frozen") is True, timeout=30)
+    flags = worker.member("newbie")["flags"]
+    assert [f["rule"] for f in flags] == ["referral_shared_device"]
+    assert flags[0]["evidence"]["referrer_id"] == "referrer"
+    assert "shared-phone" not in str(flags)  # the device is only ever a keyed hash
+    assert worker.member("referrer")["frozen"] is False and worker.member("honest")["frozen"] is False

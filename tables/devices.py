@@ -1,0 +1,11 @@
+"""The devices table: for each device (keyed hash), the members who used it and their referrers."""
+from __future__ import annotations
+
+from stream_app.app import app, settings
+
+devices = app.Table(
+    "devices",
+    partitions=settings.partitions,
+    key_type=bytes,
+    help="Device hash -> {member id: referrer id}, for the shared-device referral check.",
+)
