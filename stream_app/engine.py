@@ -24,6 +24,7 @@ from stream_app.tiers import evaluate_tier, tier_due_at
 APPLIED, DUPLICATE, IGNORED, FROZEN, ERASED = "applied", "duplicate", "ignored", "frozen", "erased"
 ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted", "member_flagged"})
 MAX_DEVICES = 20  # device hashes remembered per member, for the shared-device referral check
+MAX_DUE_STEPS = 10_000  # bound on due instants replayed at once (a member idle for years)
 
 
 @dataclass(slots=True)
@@ -59,8 +60,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
         for device in member.devices:
             out.link_device("forget", device, member)
         return Result(None, out.rewards, out.notifications, ERASED, device_links=out.device_links)
-    _advance(member, program, now, out)
-    evaluate_tier(member, program, now, f"due:{now}", out)  # a grace period that ended before the event
+    _catch_up(member, program, now, out)
     if event["type"] not in ADMIN_TYPES:
         member.last_activity_at = max(member.last_activity_at or now, now)
         _flag_abuse(member, event, program, now, out)
@@ -79,15 +79,38 @@ def advance(state: dict, program: Program, now: int) -> Result:
     """Do the member's work that has fallen due by `now` (release, expiry, warnings, birthday, tier)."""
     member = Member.from_dict(state)
     out = Outputs(program)
-    _advance(member, program, now, out)
-    evaluate_tier(member, program, now, f"due:{now}", out)
-    evaluate_segment(member, program, now, f"due:{now}", out)
+    _catch_up(member, program, now, out)
     member.ledger.prune()
     dropped = _apply_notification_policy(member, program, now, out)
     new_state = member.to_dict()
-    changed = new_state != state
+    # Only the evaluation cursor moved: nothing to write (stepping again from the old one is a no-op).
+    changed = {**new_state, "evaluated_at": state.get("evaluated_at")} != state
     return Result(new_state if changed else state, out.rewards, out.notifications,
                   APPLIED if changed else IGNORED, next_due(member, program, now), dropped)
+
+
+def _catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
+    """Do the member's due work at each instant it fell due up to `now`, in order, then at `now`.
+
+    Stepping through the exact due instants makes the result independent of when the wall-clock
+    tick or the next event happens to arrive: a replay gives the same outputs with the same ids.
+    """
+    cursor = member.evaluated_at if member.evaluated_at is not None else now
+    for _ in range(MAX_DUE_STEPS):
+        due = next_due(member, program, cursor)
+        if due is None or due > now or due <= cursor:
+            break
+        _step(member, program, due, out)
+        cursor = due
+    cursor = max(cursor, now)
+    _step(member, program, cursor, out)
+    member.evaluated_at = cursor
+
+
+def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
+    _advance(member, program, at, out)
+    evaluate_tier(member, program, at, f"due:{at}", out)
+    evaluate_segment(member, program, at, f"due:{at}", out)
 
 
 def _apply_notification_policy(member: Member, program: Program, now: int, out: Outputs) -> int:
@@ -127,7 +150,7 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
     if tier_at is not None:
         times.append(tier_at)
     for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
-                   held_due_at(member, program)):
+                   held_due_at(member, program, now)):
         if due_at is not None:
             times.append(due_at)
     return min(times, default=None)
@@ -416,6 +439,8 @@ def _set_frozen(member: Member, event: dict, now: int, out: Outputs, frozen: boo
     if member.frozen == frozen:
         return IGNORED
     member.frozen = frozen
+    if not frozen:
+        member.velocity = {}  # cleared by an operator: the burst that froze the member is forgiven
     kind = "member_frozen" if frozen else "member_unfrozen"
     out.reward(member, kind, 0, event["event_id"], "admin", now,
                {"operator_id": event["operator_id"], "reason": event["reason"]})

@@ -64,6 +64,7 @@ class Member:
     flags: list[dict] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
+    evaluated_at: int | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +78,7 @@ class Member:
             "first_order_at": self.first_order_at, "last_order_at": self.last_order_at,
             "last_activity_at": self.last_activity_at, "segment": self.segment, "velocity": self.velocity,
             "flags": self.flags, "held": self.held, "devices": self.devices,
+            "evaluated_at": self.evaluated_at,
         }
 
     @classmethod
@@ -95,7 +97,7 @@ class Member:
             last_activity_at=d.get("last_activity_at"), segment=d.get("segment"),
             velocity={k: [list(x) for x in v] for k, v in d.get("velocity", {}).items()},
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
-            devices=list(d.get("devices", [])),
+            devices=list(d.get("devices", [])), evaluated_at=d.get("evaluated_at"),
         )
 
     def count_today(self, day: str, kind: str) -> int:

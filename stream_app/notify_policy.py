@@ -67,10 +67,11 @@ def release_held(member: Member, program: Program, now: int) -> tuple[list[dict]
     return send, dropped
 
 
-def held_due_at(member: Member, program: Program) -> int | None:
+def held_due_at(member: Member, program: Program, now: int) -> int | None:
+    """When held notifications may go: the end of the quiet period they (or `now`) fall in."""
     if not member.held:
         return None
-    return quiet_end_after(min(h["held_at"] for h in member.held), program)
+    return quiet_end_after(max(now, min(h["held_at"] for h in member.held)), program)
 
 
 def _take_marketing_slot(member: Member, program: Program, now: int) -> bool:

@@ -10,7 +10,10 @@ HASHED = ("device_id",)
 
 
 def keyed_hash(value: str, key: bytes) -> str:
-    return hashlib.blake2b(value.encode(), key=key[:64], digest_size=16).hexdigest()
+    """A keyed BLAKE2b of `value`; every byte of `key` counts (long keys are hashed down to 64)."""
+    if len(key) > 64:
+        key = hashlib.blake2b(key, digest_size=64).digest()
+    return hashlib.blake2b(value.encode(), key=key, digest_size=16).hexdigest()
 
 
 def scrub(event: dict, key: bytes) -> dict:

@@ -46,6 +46,8 @@ VALID = [
     ("admin", event("member_frozen", operator_id="op-1", reason="fraud review")),
     ("admin", event("member_unfrozen", operator_id="op-1", reason="cleared")),
     ("admin", event("points_adjusted", operator_id="op-1", reason="goodwill", points=-250)),
+    ("admin", event("member_flagged", operator_id="abuse-monitor", reason="referral_shared_device",
+                    rule="referral_shared_device", evidence={"referrer_id": "m2", "device": "ab12"})),
     ("admin", {**event("points_adjusted", operator_id="op-1", reason="goodwill", points=50),
                "occurred_at": "2026-02-28T23:59:59.123456Z", "platform_extra": {"any": ["thing", 1.5]}}),
 ]
