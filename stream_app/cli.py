@@ -1,9 +1,43 @@
-"""The `loyalty` command line."""
+"""The `loyalty` command line: run the worker, generate load, replay events, inspect members and programs."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
+import re
 import sys
+import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
+from stream_app.settings import DEFAULTS
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY_PART = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
+_ASSIGNMENT = re.compile(rf"^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=")
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name) or DEFAULTS[name]
+
+
+def default_bootstrap() -> str:
+    """LOYALTY_BROKER as aiokafka bootstrap servers: `kafka://a:9092;kafka://b:9092` -> `a:9092,b:9092`."""
+    urls = re.split(r"[;,]", _env("LOYALTY_BROKER"))
+    return ",".join(url.strip().removeprefix("kafka://") for url in urls if url.strip())
+
+
+# -- worker ---------------------------------------------------------------------------------------
 
 def _worker(args: argparse.Namespace) -> int:
     from stream_app.app import app
@@ -13,28 +47,332 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_program(args: argparse.Namespace) -> int:
-    from stream_app.program import ProgramError, load_program
+# -- produce ----------------------------------------------------------------------------------------
+
+def _produce(args: argparse.Namespace, clock: Callable[[], float] = time.time, producer: Any = None) -> int:
+    """Generate and send the load; events occur from `clock()` on, spaced at the target rate."""
+    start_ms = int(clock() * 1000)
+    step_ms = 1000 / args.rate if args.rate else 0.0
+    messages = generate(args.members, args.events, args.seed, args.mix, start_ms, step_ms)
+    progress = Progress(args.events)
+    result = _run(produce(messages, args.bootstrap, args.prefix, args.rate, progress, producer))
+    if result is None:
+        return 1
+    progress.finish(result.sent)
+    return _report(result, f"{args.bootstrap} ({args.prefix}*)")
+
+
+def _run(sending: Coroutine[Any, Any, Delivery]) -> Delivery | None:
+    """Run a produce coroutine; None, with the reason on stderr, when Kafka, its topics or Ctrl-C stop it."""
+    from aiokafka.errors import KafkaError
 
     try:
-        load_program(args.file)
-    except (ProgramError, OSError) as exc:
-        print(f"{args.file}: {exc}", file=sys.stderr)
+        return asyncio.run(sending)
+    except (MissingTopics, KafkaError) as exc:
+        print(f"loyalty: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nloyalty: interrupted", file=sys.stderr)
+    return None
+
+
+def _report(result: Delivery, target: str) -> int:
+    rate = result.sent / result.seconds if result.seconds else 0.0
+    print(f"sent {result.sent} events to {target} in {result.seconds:.1f}s ({rate:,.0f} events/s)",
+          file=sys.stderr)
+    if result.failed:
+        print(f"loyalty: {result.failed} deliveries failed, first: {result.first_error}", file=sys.stderr)
         return 1
-    print(f"{args.file}: ok")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+# -- replay -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A replay line that is not a valid input event."""
+
+    line: int
+    reason: str
+
+
+def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | Skipped]:
+    """(topic kind, key, value) for each JSON-lines event, or Skipped with its 1-based line number.
+
+    An event's topic is the input kind whose schema lists its `type`; its key is its member id.
+    """
+    import orjson
+
+    from topics.validation import INPUT_KINDS, Rejection, decode_event, load_schema
+
+    kind_of_type = {name: kind for kind in INPUT_KINDS for name in load_schema(kind)["properties"]["type"]["enum"]}
+    for number, raw in enumerate(lines, 1):
+        value = raw.strip()
+        if not value:
+            continue
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            yield Skipped(number, f"invalid_json: {exc.msg} at position {exc.pos}")
+            continue
+        if not isinstance(event, dict):
+            yield Skipped(number, "not_an_object: value is not a JSON object")
+            continue
+        event_type = event.get("type")
+        if not isinstance(event_type, str):
+            yield Skipped(number, "schema_violation: type: missing or not a string")
+            continue
+        kind = kind_of_type.get(event_type)
+        if kind is None:
+            yield Skipped(number, f"unknown_type: {event_type!r} is not an input event type")
+            continue
+        member_id = event.get("member_id")
+        key = member_id.encode() if isinstance(member_id, str) else None
+        decoded = decode_event(kind, key, value)
+        if isinstance(decoded, Rejection):
+            yield Skipped(number, f"{decoded.code}: {decoded.detail}")
+        else:
+            yield kind, key, value
+
+
+def _replay(args: argparse.Namespace) -> int:
+    skipped = 0
+
+    def valid(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes]]:
+        nonlocal skipped
+        for item in read_events(lines):
+            if isinstance(item, Skipped):
+                skipped += 1
+                print(f"{args.file}:{item.line}: {item.reason}", file=sys.stderr)
+            else:
+                yield item
+
+    try:
+        with open(args.file, "rb") as lines:
+            result = _run(produce(valid(lines), args.bootstrap, args.prefix))
+    except OSError as exc:
+        print(f"loyalty: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        return 1
+    status = _report(result, f"{args.bootstrap} ({args.prefix}*)")
+    if skipped:
+        print(f"loyalty: skipped {skipped} invalid line(s) of {args.file}", file=sys.stderr)
+        return 1
+    return status
+
+
+# -- member -----------------------------------------------------------------------------------------
+
+def _when(text: str) -> str:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return text
+
+
+def format_member(view: dict) -> str:
+    """A person-readable rendering of a `GET /members/{id}` body."""
+    points, progress = view["points"], view["tier_progress"]
+    qualifying, needed, upcoming = progress["qualifying_points"], progress["points_needed"], progress["next_tier"]
+    frozen = "  (FROZEN)" if view.get("frozen") else ""
+    lines = [f"Member     {view['member_id']}{frozen}", f"Tier       {view['tier']}"]
+    if upcoming:
+        share = qualifying / (qualifying + needed) if qualifying + needed else 1.0
+        bar = "#" * int(share * 20)
+        lines.append(f"Progress   [{bar:-<20}] {share:4.0%}  {qualifying:,} qualifying points, "
+                     f"{needed:,} more for {upcoming}")
+    else:
+        lines.append(f"Progress   top tier, {qualifying:,} qualifying points")
+    if progress.get("at_risk_since"):
+        lines.append(f"At risk    since {_when(progress['at_risk_since'])}: below the {view['tier']} threshold")
+    lines.append(f"Points     {points['available']:,} available, {points['pending']:,} pending, "
+                 f"{points['lifetime_earned']:,} earned in total")
+    expiring = [f"{lot['points']:,} points on {_when(lot['expires_at'])}" for lot in view["expiring_soon"]]
+    campaigns = [f"{c['name']} (x{c['multiplier']:g} on {', '.join(c['applies_to'])})"
+                 for c in view["active_campaigns"]]
+    for label, entries, empty in (("Expiring", expiring, "nothing in the next 30 days"),
+                                  ("Campaigns", campaigns, "none active")):
+        for i, entry in enumerate(entries or [empty]):
+            lines.append(f"{label if i == 0 else '':<11}{entry}")
+    return "\n".join(lines)
+
+
+def _member(args: argparse.Namespace) -> int:
+    url = f"{args.url.rstrip('/')}/members/{urllib.parse.quote(args.member_id, safe='')}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            view = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            print(f"loyalty: no member {args.member_id!r} at {args.url}", file=sys.stderr)
+        else:
+            print(f"loyalty: {url}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # URLError (connection refused, unknown host) and time-outs
+        print(f"loyalty: cannot reach {args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    except ValueError:
+        print(f"loyalty: {url}: the answer is not JSON", file=sys.stderr)
+        return 1
+    print(format_member(view))
+    return 0
+
+
+# -- check-program ----------------------------------------------------------------------------------
+
+def _key_parts(text: str) -> list[str]:
+    parts = re.findall(_KEY_PART, text)
+    return [p[1:-1] if p[0] in "\"'" else p for p in parts]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """1-based line of each table, array-table element and key in TOML text, by dotted path.
+
+    Array-table elements are indexed as the program's errors name them: `tiers.levels[2].threshold`.
+    Best effort: multi-line strings and inline tables are not looked into.
+    """
+    found: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            parts, path = _key_parts(header.group(2)), ""
+            for i, part in enumerate(parts):
+                path = f"{path}.{part}" if path else part
+                if i < len(parts) - 1 and path in counts:  # inside the latest element of an array table
+                    path = f"{path}[{counts[path] - 1}]"
+            if header.group(1) == "[[":
+                counts[path] = counts.get(path, 0) + 1
+                found.setdefault(path, number)
+                path = f"{path}[{counts[path] - 1}]"
+            table = path
+            found.setdefault(table, number)
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            key = ".".join(_key_parts(assignment.group(1)))
+            found.setdefault(f"{table}.{key}" if table else key, number)
+    return found
+
+
+def _error_key(message: str, text: str) -> str:
+    """The key a program error names; for tiers out of order, the first threshold not above the one before."""
+    key = message.split(": ", 1)[0]
+    if key == "tiers.levels" and "increase" in message:
+        levels = tomllib.loads(text).get("tiers", {}).get("levels", [])
+        thresholds = [level.get("threshold") for level in levels]
+        for i in range(1, len(thresholds)):
+            if thresholds[i] <= thresholds[i - 1]:
+                return f"tiers.levels[{i}].threshold"
+    return key
+
+
+def locate(message: str, text: str) -> int | None:
+    """The line a program error is about: TOML's own position, else where its key is defined."""
+    position = _TOML_POSITION.search(message)
+    if position:
+        return int(position.group(1)) if position.group(1) else max(1, len(text.splitlines()))
+    lines = key_lines(text)
+    key = _error_key(message, text)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
+    return None
+
+
+def _check_program(args: argparse.Namespace) -> int:
+    from stream_app.program import ProgramError, parse_program
+
+    try:
+        text = Path(args.file).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    try:
+        program = parse_program(text)
+    except ProgramError as exc:
+        message = str(exc)
+        line = locate(message, text)
+        where = f"{args.file}:{line}" if line else args.file
+        print(f"{where}: {_TOML_POSITION.sub('', message)}", file=sys.stderr)
+        return 1
+    tiers = ", ".join(f"{t.name} {t.threshold}" for t in program.tiers)
+    campaigns = ", ".join(c.name for c in program.campaigns) or "none"
+    count = len(program.campaigns)
+    print(f"{args.file}: ok ({len(program.tiers)} tiers: {tiers}; "
+          f"{count} campaign{'' if count == 1 else 's'}: {campaigns})")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _mix(text: str) -> dict[str, float]:
+    try:
+        return parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", default=default_bootstrap(),
+                        help="Kafka bootstrap servers (default: LOYALTY_BROKER without kafka://)")
+    parser.add_argument("--prefix", default=_env("LOYALTY_TOPIC_PREFIX"),
+                        help="topic name prefix (default: LOYALTY_TOPIC_PREFIX)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loyalty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
     worker = commands.add_parser("worker", help="run the Faust worker with the LOYALTY_* settings")
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(run=_worker)
+
+    load = commands.add_parser("produce", help="generate a realistic, reproducible mix of input events")
+    load.add_argument("--members", type=_positive, required=True, help="distinct member ids")
+    load.add_argument("--events", type=_positive, required=True, help="events to send")
+    load.add_argument("--rate", type=_rate, help="events per second (default: as fast as possible)")
+    load.add_argument("--seed", type=int, default=0, help="same seed, same events (default: 0)")
+    load.add_argument("--mix", type=_mix, default=",".join(f"{k}={w:g}" for k, w in DEFAULT_MIX.items()),
+                      help="relative weights of event kinds (default: %(default)s)")
+    _kafka_options(load)
+    load.set_defaults(run=_produce)
+
+    member = commands.add_parser("member", help="show a member's tier, points and expiring lots")
+    member.add_argument("member_id", metavar="ID")
+    member.add_argument("--url", default=f"http://127.0.0.1:{_env('LOYALTY_WEB_PORT')}",
+                        help="worker HTTP address (default: %(default)s, port from LOYALTY_WEB_PORT)")
+    member.set_defaults(run=_member)
+
+    replay = commands.add_parser("replay", help="publish a JSON-lines file of input events")
+    replay.add_argument("file")
+    _kafka_options(replay)
+    replay.set_defaults(run=_replay)
+
     check = commands.add_parser("check-program", help="validate a program TOML file")
     check.add_argument("file")
     check.set_defaults(run=_check_program)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.run(args)
 
 
