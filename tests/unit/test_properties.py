@@ -32,12 +32,11 @@ EDITS = {
     "tiers.window": '"PT30H"',
     "tiers.grace": '"PT3H"',
 }
-# The same with lifecycle segments, the marketing cap and abuse limits on, on the same compressed scale
-# (quiet hours stay off: see the report on held notifications falling due in the past).
+# The same with lifecycle segments, the marketing-notification policy (packaged quiet hours and cap)
+# and abuse limits on, on the same compressed scale.
 FEATURES = {
     "segments.new_for": '"PT6H"', "segments.loyal_orders": "3", "segments.loyal_window": '"PT12H"',
     "segments.at_risk_after": '"PT12H"', "segments.churned_after": '"P1D"',
-    "notification_policy.quiet_start": '"00:00"', "notification_policy.quiet_end": '"00:00"',
     "abuse.reviews_per_window": "3", "abuse.shares_per_window": "4", "abuse.window": '"PT1H"',
 }
 
