@@ -5,21 +5,31 @@ from datetime import UTC, datetime
 
 import orjson
 
+from agents.outbox import outbox
 from stream_app import metrics
 from stream_app.engine import Result
 from topics.channels import produced
 from topics.dead_letters import dead_letter
 
 
-async def emit_result(key: bytes, result: Result) -> None:
-    """Send the reward and notification events of one core result, keyed by member."""
-    for reward in result.rewards:
-        await produced["rewards"].send(key=key, value=orjson.dumps(reward))
-        metrics.count_reward(reward)
-    for notification in result.notifications:
-        await produced["notifications"].send(key=key, value=orjson.dumps(notification))
-    for link in result.device_links:
-        await produced["devices"].send(key=link["device"].encode(), value=orjson.dumps(link))
+def outputs_of(result: Result) -> dict:
+    """The outputs of one core result, as stored in the outbox."""
+    return {"rewards": result.rewards, "notifications": result.notifications, "device_links": result.device_links}
+
+
+async def emit_outputs(key: bytes, cause: str, outputs: dict, count: bool = True) -> None:
+    """Send rewards, notifications and device links keyed by member (links by device), and have the
+    outbox confirm `cause` once the broker acknowledged them all."""
+    deliveries = []
+    for reward in outputs["rewards"]:
+        deliveries.append(await produced["rewards"].send(key=key, value=orjson.dumps(reward)))
+        if count:
+            metrics.count_reward(reward)
+    for notification in outputs["notifications"]:
+        deliveries.append(await produced["notifications"].send(key=key, value=orjson.dumps(notification)))
+    for link in outputs["device_links"]:
+        deliveries.append(await produced["devices"].send(key=link["device"].encode(), value=orjson.dumps(link)))
+    outbox.confirm_when_delivered(cause, deliveries)
 
 
 async def emit_dead_letter(message, code: str, detail: str) -> None:

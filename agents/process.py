@@ -12,7 +12,8 @@ import time
 
 import orjson
 
-from agents.emit import emit_dead_letter, emit_result
+from agents.emit import emit_dead_letter, emit_outputs, outputs_of
+from agents.outbox import outbox
 from agents.schedule import schedule
 from stream_app import metrics
 from stream_app.app import app, program, settings, topic_names
@@ -60,13 +61,20 @@ async def _input(kind: str, message) -> None:
         return
     state = members.get(member_key)
     result = apply_event(state, scrub(decoded, settings.pii_key), program)
-    if result.outcome != DUPLICATE:
+    cause = decoded["event_id"]
+    if result.outcome == DUPLICATE:
+        recorded = outbox.recorded(state, cause)
+        if recorded:  # applied before a crash, its outputs maybe never sent: send them again
+            await emit_outputs(member_key, cause, recorded, count=False)
+    else:
+        outputs = outputs_of(result)
         if result.state is None:
             members.pop(member_key, None)
         else:
-            members[member_key] = result.state  # assigned back: this is what reaches the changelog
+            # Assigned back (never mutated in place): this is what reaches the changelog.
+            members[member_key] = outbox.attach(result.state, state, cause, outputs)
+        await emit_outputs(member_key, cause, outputs)
     schedule.set(member_key, result.next_due)
-    await emit_result(member_key, result)
     metrics.EVENTS.labels(kind, result.outcome).inc()
     metrics.LATENCY.observe(max(0.0, time.time() - event_time_ms(decoded) / 1000))
 
@@ -76,8 +84,13 @@ async def _due(key: bytes, value: bytes) -> None:
     if state is None:
         schedule.set(key, None)
         return
-    result = advance(state, program, orjson.loads(value)["at"])
+    at = orjson.loads(value)["at"]
+    cause = f"due:{at}"
+    result = advance(state, program, at)
     if result.state is not state:
-        members[key] = result.state
+        outputs = outputs_of(result)
+        members[key] = outbox.attach(result.state, state, cause, outputs)
+        await emit_outputs(key, cause, outputs)
+    elif recorded := outbox.recorded(state, cause):
+        await emit_outputs(key, cause, recorded, count=False)
     schedule.set(key, result.next_due)
-    await emit_result(key, result)

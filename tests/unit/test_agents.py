@@ -104,8 +104,12 @@ class RecordingTopic:
     def __init__(self, kind: str, log: list[Sent]) -> None:
         self.kind, self.log = kind, log
 
-    async def send(self, *, key=None, value=None, **kwargs) -> None:
+    async def send(self, *, key=None, value=None, **kwargs) -> asyncio.Future:
+        """Record the message; like Faust's send, return its delivery future (here: delivered)."""
         self.log.append(Sent(self.kind, key, value))
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
 
 
 class Pipeline:
@@ -224,6 +228,27 @@ async def test_events_of_two_members_keep_separate_states(pipeline):
     assert state_of(b"m2").ledger.available == 5
     assert [(s.key, s.json["points"], s.json["balance"]["available"]) for s in pipeline.sent] == [
         (b"m1", 5, 5), (b"m2", 5, 5), (b"m1", 5, 10)]
+
+
+async def test_a_duplicate_resends_outputs_whose_delivery_was_never_confirmed(pipeline, monkeypatch):
+    """A crash after the state write but before delivery: the replayed event re-sends its outputs."""
+    from agents.outbox import outbox
+
+    monkeypatch.setattr(outbox, "confirm_when_delivered", lambda cause, deliveries: None)  # never acknowledged
+    await pipeline.put("shares", raw(share("e1")))
+    first = [(s.kind, s.key, s.value) for s in pipeline.sent]
+    assert members[M1]["_outbox"][0]["cause"] == "e1"
+
+    await pipeline.put("shares", raw(share("e1")))  # the replay after the crash
+
+    assert [(s.kind, s.key, s.value) for s in pipeline.sent] == first * 2  # same bytes: same reward_id
+    assert state_of().ledger.available == 5
+
+
+async def test_confirmed_outputs_leave_the_outbox_at_the_next_write(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    await pipeline.put("shares", raw(share("e2")))
+    assert [e["cause"] for e in members[M1]["_outbox"]] == ["e2"]
 
 
 async def test_a_duplicate_event_id_sends_nothing_and_changes_nothing(pipeline):
