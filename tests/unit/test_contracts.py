@@ -1,0 +1,347 @@
+"""The docs and the code agree: settings, topics, schemas, dead-letter codes, program keys, HTTP routes.
+
+Reads the Markdown in docs/ and the source text; no broker and no Faust app are needed.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from stream_app.program import default_program_text, parse_duration_ms, program_from_dict
+from stream_app.settings import DEFAULTS, load_settings
+from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
+from topics.validation import load_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+SCHEMA_DIR = ROOT / "topics" / "schemas"
+OWN_DOCS = ("contracts.md", "configuration.md", "program.md", "http.md")
+CODE_DIRS = ("stream_app", "agents", "topics", "tables")
+
+
+def doc(name: str) -> str:
+    return (DOCS / name).read_text("utf-8")
+
+
+def source(relative: str) -> str:
+    return (ROOT / relative).read_text("utf-8")
+
+
+def table_blocks(text: str) -> list[list[str]]:
+    """Markdown tables: runs of consecutive lines starting with `|`."""
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def code(cell: str) -> str:
+    return cell.strip().removeprefix("`").removesuffix("`")
+
+
+# -- configuration.md ------------------------------------------------------------------------------
+
+def env_table() -> dict[str, str]:
+    """Variable -> documented default, from the one table of configuration.md that lists variables."""
+    blocks = [b for b in table_blocks(doc("configuration.md")) if any(r.startswith("| `LOYALTY_") for r in b)]
+    assert len(blocks) == 1, "configuration.md must list the variables in exactly one table"
+    rows = [cells(r) for r in blocks[0] if r.startswith("| `LOYALTY_")]
+    names = [code(r[0]) for r in rows]
+    assert len(names) == len(set(names)), "a variable is listed twice"
+    return {code(r[0]): "" if r[1] == "(empty)" else code(r[1]) for r in rows}
+
+
+def variables_read_elsewhere() -> set[str]:
+    """LOYALTY_* variables the code reads from the environment directly, not through settings.DEFAULTS."""
+    pattern = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](LOYALTY_[A-Z0-9_]+)["']""")
+    return {name for folder in CODE_DIRS for path in (ROOT / folder).rglob("*.py")
+            for name in pattern.findall(path.read_text("utf-8"))} - set(DEFAULTS)
+
+
+def test_every_setting_is_documented_and_every_documented_variable_exists() -> None:
+    assert set(env_table()) == set(DEFAULTS)
+
+
+def test_variables_read_outside_settings_are_documented() -> None:
+    text = doc("configuration.md")
+    for name in variables_read_elsewhere():
+        assert f"`{name}`" in text, name
+
+
+def test_docs_mention_only_variables_that_exist() -> None:
+    known = set(DEFAULTS) | variables_read_elsewhere()
+    for name in OWN_DOCS:
+        unknown = set(re.findall(r"\bLOYALTY_[A-Z0-9_]+\b", doc(name))) - known
+        assert not unknown, f"{name} mentions unknown variables {sorted(unknown)}"
+
+
+def test_documented_defaults_are_the_defaults() -> None:
+    documented = env_table()
+    assert documented == DEFAULTS
+    assert load_settings({}) == load_settings(documented)
+
+
+def test_load_settings_without_environment_gives_the_documented_values() -> None:
+    documented = env_table()
+    settings = load_settings({})
+    expected = {
+        "broker": documented["LOYALTY_BROKER"], "app_id": documented["LOYALTY_APP_ID"],
+        "store": documented["LOYALTY_STORE"], "data_dir": Path(documented["LOYALTY_DATA_DIR"]),
+        "web_host": documented["LOYALTY_WEB_HOST"], "web_port": int(documented["LOYALTY_WEB_PORT"]),
+        "topic_prefix": documented["LOYALTY_TOPIC_PREFIX"], "partitions": int(documented["LOYALTY_PARTITIONS"]),
+        "replication": int(documented["LOYALTY_REPLICATION"]), "rules_path": documented["LOYALTY_RULES"],
+        "redis_url": documented["LOYALTY_REDIS_URL"],
+        "due_tick_seconds": parse_duration_ms(documented["LOYALTY_DUE_TICK"]) / 1000,
+        "session_timeout_seconds": parse_duration_ms(documented["LOYALTY_SESSION_TIMEOUT"]) / 1000,
+        "log_level": documented["LOYALTY_LOG_LEVEL"],
+    }
+    for field, value in expected.items():
+        assert getattr(settings, field) == value, field
+
+
+def test_load_settings_ignores_unrelated_variables() -> None:
+    assert load_settings({"PATH": "/bin", "LOYALTY_NOT_A_SETTING": "x"}) == load_settings({})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "eight", ""])
+def test_load_settings_rejects_a_partition_count_that_is_not_positive(value: str) -> None:
+    with pytest.raises(ValueError, match="LOYALTY_PARTITIONS"):
+        load_settings({"LOYALTY_PARTITIONS": value})
+
+
+@pytest.mark.parametrize("value", ["1s", "", "P", "PT", "P1Y", "PT1.5M", "1"])
+def test_load_settings_rejects_a_bad_due_tick(value: str) -> None:
+    with pytest.raises(ValueError):
+        load_settings({"LOYALTY_DUE_TICK": value})
+
+
+# -- contracts.md ----------------------------------------------------------------------------------
+
+def test_every_topic_is_documented_with_the_default_prefix() -> None:
+    text = doc("contracts.md")
+    names = TopicNames(DEFAULTS["LOYALTY_TOPIC_PREFIX"])
+    for kind in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS:
+        assert f"`{names.name(kind)}`" in text, kind
+
+
+def test_every_schema_file_is_linked() -> None:
+    text = doc("contracts.md")
+    schemas = sorted(SCHEMA_DIR.glob("*.json"))
+    assert schemas
+    for path in schemas:
+        assert f"](../topics/schemas/{path.name})" in text, path.name
+
+
+def test_every_dead_letter_code_is_documented() -> None:
+    text = doc("contracts.md")
+    for error in load_schema("dead-letters")["properties"]["error"]["enum"]:
+        assert f"| `{error}` |" in text, error
+
+
+def test_every_dead_letter_code_the_code_emits_is_in_the_schema() -> None:
+    emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
+    emitted |= set(re.findall(r'emit_dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
+    assert "processing_error" in emitted
+    assert emitted <= set(load_schema("dead-letters")["properties"]["error"]["enum"])
+
+
+def _definition_fields(schema: dict, name: str) -> set[str]:
+    definitions = schema["definitions"]
+    fields, todo = set(), [definitions[name]]
+    while todo:
+        part = todo.pop()
+        if "$ref" in part:
+            todo.append(definitions[part["$ref"].removeprefix("#/definitions/")])
+            continue
+        todo.extend(part.get("allOf", ()))
+        fields |= set(part.get("properties", {}))
+    return fields
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_every_input_event_type_and_field_is_documented(kind: str) -> None:
+    text = doc("contracts.md")
+    schema = load_schema(kind)
+    for event_type in schema["properties"]["type"]["enum"]:
+        assert f"`{event_type}`" in text, event_type
+        for field in _definition_fields(schema, event_type):
+            assert f"`{field}`" in text, f"{event_type}.{field}"
+    for field in schema["definitions"].get("item", {}).get("properties", {}):
+        assert f"`{field}`" in text, f"item.{field}"
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_every_output_field_is_documented(kind: str) -> None:
+    text = doc("contracts.md")
+    for field in load_schema(kind)["properties"]:
+        assert f"| `{field}` |" in text, f"{kind}.{field}"
+
+
+def test_every_reward_type_is_documented() -> None:
+    text = doc("contracts.md")
+    for reward_type in load_schema("rewards")["properties"]["type"]["enum"]:
+        assert f"`{reward_type}`" in text, reward_type
+
+
+def _emitted(pattern: str) -> set[str]:
+    return {name for path in (ROOT / "stream_app").glob("*.py")
+            for name in re.findall(pattern, path.read_text("utf-8"))}
+
+
+def test_every_emitted_reward_type_and_template_is_documented() -> None:
+    text = doc("contracts.md")
+    rewards, templates = _emitted(r'\.reward\(\s*member,\s*"(\w+)"'), _emitted(r'\.notify\(\s*member,\s*"(\w+)"')
+    assert rewards and templates
+    for name in rewards:
+        assert f"| `{name}` |" in text, f"reward type {name}"
+    for name in templates:
+        assert f"| `{name}` |" in text, f"template {name}"
+
+
+def test_documented_default_priorities_are_the_packaged_ones() -> None:
+    text = doc("contracts.md")
+    for template, priority in tomllib.loads(default_program_text())["notifications"].items():
+        assert re.search(rf"^\| `{template}` \| {priority} \|", text, re.MULTILINE), template
+
+
+def test_relative_links_to_code_and_own_docs_resolve() -> None:
+    for name in OWN_DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc(name)):
+            if "://" in target or (target.endswith(".md") and target not in OWN_DOCS):
+                continue  # external, or another owner's document
+            assert (DOCS / target).resolve().exists(), f"{name} links to missing {target}"
+
+
+# -- program.md ------------------------------------------------------------------------------------
+
+def flat_keys(table: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of a TOML document; an array of tables contributes its name and its elements' keys."""
+    keys = []
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        if isinstance(value, dict):
+            keys += flat_keys(value, f"{key}.")
+        elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            for element in value:
+                keys += flat_keys(element, f"{key}.")
+    return list(dict.fromkeys(keys))
+
+
+def program_rows() -> dict[str, list[str]]:
+    """Key -> [type, if absent, packaged, meaning] from program.md's key table."""
+    rows = {}
+    for block in table_blocks(doc("program.md")):
+        for row in block:
+            parts = cells(row)
+            if len(parts) == 5 and parts[0].startswith("`"):
+                rows[code(parts[0])] = parts[1:]
+    return rows
+
+
+def test_every_packaged_program_key_is_documented() -> None:
+    rows = program_rows()
+    keys = flat_keys(tomllib.loads(default_program_text()))
+    assert "orders.return_window" in keys and "tiers.levels" in keys and "tiers.levels.threshold" in keys
+    missing = [k for k in keys if k not in rows]
+    assert not missing, f"program.md lacks {missing}"
+
+
+def test_every_key_program_py_reads_is_documented() -> None:
+    names = set(re.findall(r'\b(?:get|count|duration|section)\(\s*"(\w+)"', source("stream_app/program.py")))
+    assert {"timezone", "return_window", "weekdays", "max_event_ids"} <= names
+    keys = program_rows()
+    for name in names:
+        assert any(k == name or k.endswith(f".{name}") for k in keys), name
+
+
+def _literal(cell: str) -> object:
+    """A documented value: JSON when it parses (numbers, lists), else the text without backticks."""
+    text = code(cell)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _is_value(cell: str) -> bool:
+    """Whether an *If absent* cell states a value (rather than `required`, `empty`, `none`, ...)."""
+    return cell.startswith("`") or re.fullmatch(r"-?\d+(\.\d+)?", cell) is not None
+
+
+def test_packaged_values_in_program_md_match_the_packaged_file() -> None:
+    rows = program_rows()
+    data = tomllib.loads(default_program_text())
+    for key in flat_keys(data):
+        value = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            assert _literal(rows[key][2]) == value, key
+
+
+MINIMAL = {"tiers": {"levels": [{"name": "base", "threshold": 0}]}}
+PER_ELEMENT = ("tiers.levels.", "campaigns.", "notifications.")
+
+
+def test_documented_values_for_absent_keys_are_what_the_loader_uses() -> None:
+    """Writing every documented *If absent* value explicitly gives the same program as leaving it out."""
+    rows = program_rows()
+    explicit = copy.deepcopy(MINIMAL)
+    stated = [k for k, row in rows.items() if _is_value(row[1]) and not k.startswith(PER_ELEMENT)]
+    assert "orders.return_window" in stated and "timezone" in stated
+    for key in stated:
+        *tables, name = key.split(".")
+        target = explicit
+        for table in tables:
+            target = target.setdefault(table, {})
+        target[name] = _literal(rows[key][1])
+    assert program_from_dict(explicit) == program_from_dict(MINIMAL)
+
+
+def test_documented_values_for_absent_element_keys_are_what_the_loader_uses() -> None:
+    rows = program_rows()
+    campaign = {"name": "c", "start": "2020-01-01T00:00:00+00:00", "end": "2021-01-01T00:00:00+00:00"}
+    program = program_from_dict({**MINIMAL, "campaigns": [campaign]})
+    assert program.tiers[0].multiplier == _literal(rows["tiers.levels.multiplier"][1])
+    assert program.campaigns[0].multiplier == _literal(rows["campaigns.multiplier"][1])
+    assert list(program.campaigns[0].applies_to) == _literal(rows["campaigns.applies_to"][1])
+    for key, row in rows.items():
+        if key.startswith("notifications."):
+            assert program.priority(key.removeprefix("notifications.")) == code(row[1]), key
+
+
+# -- http.md ---------------------------------------------------------------------------------------
+
+def routes() -> set[tuple[str, str]]:
+    """(METHOD, path) of each handler of each `@app.page("...")` view in stream_app/web.py."""
+    text = source("stream_app/web.py")
+    pages = list(re.finditer(r'@app\.page\(\s*["\']([^"\']+)["\']', text))
+    assert pages, "no @app.page routes found in stream_app/web.py"
+    found = set()
+    for i, page in enumerate(pages):
+        body = text[page.end():pages[i + 1].start() if i + 1 < len(pages) else len(text)]
+        methods = re.findall(r"async def (get|post|put|patch|delete)\(", body)
+        assert methods, f"no handler method under {page.group(1)}"
+        found |= {(method.upper(), page.group(1)) for method in methods}
+    return found
+
+
+def test_every_route_is_documented_and_every_documented_route_exists() -> None:
+    documented = set(re.findall(r"^## (GET|POST|PUT|PATCH|DELETE) (\S+)$", doc("http.md"), re.MULTILINE))
+    assert documented == routes()
