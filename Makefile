@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration up down lint venv clean
+.PHONY: run test unit integration up down lint venv clean prometheus
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -13,21 +13,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-up: venv  ## start local Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379) if not running
+up: venv  ## start local Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379) if not running; install promtool
 	ops/kafka.sh up
 	ops/redis.sh up
+	ops/prometheus.sh install
 
-down:  ## stop what `make up` started
+down:  ## stop what `make up` (and `make prometheus`) started
+	ops/prometheus.sh down
 	ops/redis.sh down
 	ops/kafka.sh down
 
+prometheus: up  ## a Prometheus server on 127.0.0.1:9090 scraping `make run`, with the alert rules loaded
+	ops/prometheus.sh up
+
 run: up  ## the worker in the foreground on its embedded defaults
-	$(BIN)/faust -A stream_app.app worker -l info
+	$(BIN)/loyalty worker
 
 lint: venv
 	$(BIN)/ruff check .
 
 unit: venv
+	ops/prometheus.sh install
 	$(BIN)/pytest -m "not integration" -q
 
 integration: up

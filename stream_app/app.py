@@ -37,5 +37,6 @@ app = faust.App(
 
 # Wire the pipeline: topics in, agents, tables, topics out, and the HTTP views.
 import agents.devices  # noqa: E402,F401
+import agents.observe  # noqa: E402,F401
 import agents.process  # noqa: E402,F401
 import stream_app.web  # noqa: E402,F401

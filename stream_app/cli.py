@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="run the Faust worker with the LOYALTY_* settings")
-    worker.add_argument("-l", "--loglevel", default="info")
+    worker.add_argument("-l", "--loglevel", default=os.environ.get("LOYALTY_LOG_LEVEL", "info"),
+                        help="log level (default: LOYALTY_LOG_LEVEL, else info)")
     worker.set_defaults(run=_worker)
 
     load = commands.add_parser("produce", help="generate a realistic, reproducible mix of input events")

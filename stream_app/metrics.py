@@ -14,6 +14,8 @@ POINTS = Counter("loyalty_points", "Points moved, by flow (pending, earned, rele
 REDEMPTIONS = Counter("loyalty_redemptions", "Redemption requests by result and reason.",
                       ["result", "reason"])
 TIER_CHANGES = Counter("loyalty_tier_changes", "Tier changes by from and to tier.", ["from_tier", "to_tier"])
+SEGMENT_CHANGES = Counter("loyalty_segment_changes", "Lifecycle segment changes by from and to segment.",
+                          ["from_segment", "to_segment"])
 LATENCY = Histogram("loyalty_processing_latency_seconds",
                     "From an event's occurred_at to its outputs being handed to the producer.",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
@@ -27,7 +29,7 @@ _FLOW_OF_REWARD = {"points_pending": "pending", "points_clawed_back": "clawed_ba
 
 
 def count_reward(reward: dict) -> None:
-    """Update the points, redemption and tier counters for one emitted reward event."""
+    """Update the points, redemption, tier and segment counters for one emitted reward event."""
     kind, points = reward["type"], abs(reward["points"])
     if kind == "points_earned":
         flow = "released" if reward.get("details", {}).get("released_from_pending") else "earned"
@@ -40,3 +42,37 @@ def count_reward(reward: dict) -> None:
         REDEMPTIONS.labels("rejected", reward["details"]["reason"]).inc()
     elif kind == "tier_changed":
         TIER_CHANGES.labels(reward["details"]["from"], reward["details"]["to"]).inc()
+    elif kind == "segment_changed":
+        SEGMENT_CHANGES.labels(reward["details"]["from"], reward["details"]["to"]).inc()
+
+# -- Faust / Kafka consumer figures, fed by agents/observe.py (a sensor and a timer) ----------------
+# `topic` is the topic kind (the configured LOYALTY_TOPIC_PREFIX stripped), `partition` its number.
+MESSAGES_RECEIVED = Counter("loyalty_consumer_messages_received",
+                            "Kafka messages delivered to this worker's agents, by topic kind.", ["topic"])
+COMMITS = Counter("loyalty_consumer_commits",
+                  "Offset commits by this worker that advanced at least one partition.")
+COMMIT_LATENCY = Histogram("loyalty_consumer_commit_latency_seconds",
+                           "Time to commit consumer offsets (flushing the producer first), per commit.",
+                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+REBALANCES = Counter("loyalty_consumer_rebalances", "Consumer-group rebalances this worker took part in.")
+REBALANCE_DURATION = Histogram("loyalty_consumer_rebalance_duration_seconds",
+                               "From a rebalance's start to its end on this worker, table recovery included.",
+                               buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+CONSUMER_LAG = Gauge("loyalty_consumer_lag_messages",
+                     "Messages not yet committed: partition highwater minus committed offset, for each "
+                     "input partition this worker owns.", ["topic", "partition"])
+COMMITTED_OFFSET = Gauge("loyalty_consumer_committed_offset",
+                         "Last committed offset (next offset to read) of each input partition this worker "
+                         "owns.", ["topic", "partition"])
+ASSIGNED_PARTITIONS = Gauge("loyalty_consumer_assigned_partitions",
+                            "Input partitions (all topic kinds) assigned to this worker.")
+
+# -- Member state, recounted from the local table by agents/observe.py ------------------------------
+MEMBERS_BY_TIER = Gauge("loyalty_members_by_tier", "Members by tier in the partitions this worker owns "
+                        "(recounted at most every LOYALTY_TIER_SCAN_INTERVAL, default 30 s).", ["tier"])
+MEMBERS_BY_SEGMENT = Gauge("loyalty_members_by_segment", "Members by lifecycle segment in the partitions this "
+                           "worker owns (same recount as loyalty_members_by_tier).", ["segment"])
+MEMBERS_SCAN_DURATION = Gauge("loyalty_members_scan_duration_seconds",
+                              "How long the last members recount (by tier and segment) took.")
+MEMBERS_SCAN_TIMESTAMP = Gauge("loyalty_members_scan_timestamp_seconds",
+                               "Unix time when the last members recount finished.")

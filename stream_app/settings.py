@@ -19,6 +19,7 @@ DEFAULTS = {
     "LOYALTY_REDIS_URL": "",
     "LOYALTY_DUE_TICK": "PT1S",
     "LOYALTY_SESSION_TIMEOUT": "PT60S",
+    "LOYALTY_TIER_SCAN_INTERVAL": "PT30S",
     "LOYALTY_LOG_LEVEL": "info",
     "LOYALTY_ADMIN_TOKEN": "",
     "LOYALTY_PII_KEY": "",
@@ -40,6 +41,7 @@ class Settings:
     redis_url: str
     due_tick_seconds: float
     session_timeout_seconds: float
+    tier_scan_seconds: float
     log_level: str
     admin_token: str
     pii_key: bytes
@@ -52,10 +54,20 @@ def _positive_int(env: dict, name: str) -> int:
     return int(value)
 
 
+def _positive_duration_s(env: dict, name: str) -> float:
+    from stream_app.program import ProgramError, parse_duration_ms
+
+    try:
+        ms = parse_duration_ms(env[name])
+    except ProgramError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if ms <= 0:
+        raise ValueError(f"{name} must be a positive duration, got {env[name]!r}")
+    return ms / 1000
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (default: the process environment) over the documented defaults."""
-    from stream_app.program import parse_duration_ms
-
     env = {**DEFAULTS, **{k: v for k, v in (os.environ if environ is None else environ).items()
                           if k in DEFAULTS}}
     return Settings(
@@ -65,8 +77,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         partitions=_positive_int(env, "LOYALTY_PARTITIONS"),
         replication=_positive_int(env, "LOYALTY_REPLICATION"), rules_path=env["LOYALTY_RULES"],
         redis_url=env["LOYALTY_REDIS_URL"],
-        due_tick_seconds=parse_duration_ms(env["LOYALTY_DUE_TICK"]) / 1000,
-        session_timeout_seconds=parse_duration_ms(env["LOYALTY_SESSION_TIMEOUT"]) / 1000,
+        due_tick_seconds=_positive_duration_s(env, "LOYALTY_DUE_TICK"),
+        session_timeout_seconds=_positive_duration_s(env, "LOYALTY_SESSION_TIMEOUT"),
+        tier_scan_seconds=_positive_duration_s(env, "LOYALTY_TIER_SCAN_INTERVAL"),
         log_level=env["LOYALTY_LOG_LEVEL"],
         admin_token=env["LOYALTY_ADMIN_TOKEN"],
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).

@@ -34,5 +34,5 @@ def member_view(state: dict, program: Program, now: int) -> dict:
                              for c in active_campaigns(program, None, now)],
         "segment": member.segment,
         "frozen": member.frozen,
-        "flags": member.flags,
+        "flags": [{**flag, "at": rfc3339(flag["at"])} for flag in member.flags],
     }

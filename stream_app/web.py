@@ -67,7 +67,12 @@ class AdminMember(View):
             return self.json({"error": "invalid_json"}, status=400)
         if not isinstance(body, dict):
             return self.json({"error": "not_an_object"}, status=400)
-        event = {"event_id": f"admin-{uuid.uuid4()}", "member_id": member_id,
+        # A client retrying the same command sends the same request_id: the command is applied once.
+        request_id = body.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or not 1 <= len(request_id) <= 100):
+            return self.json({"error": "schema_violation", "detail": "request_id: a string of 1-100 chars"},
+                             status=400)
+        event = {"event_id": f"admin-{request_id or uuid.uuid4()}", "member_id": member_id,
                  "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                  "type": ADMIN_ACTIONS[action], "operator_id": body.get("operator_id"),
                  "reason": body.get("reason")}

@@ -156,3 +156,17 @@ def test_referral_sharing_a_device_with_its_referrer_is_flagged(deployment):
     assert flags[0]["evidence"]["referrer_id"] == "referrer"
     assert "shared-phone" not in str(flags)  # the device is only ever a keyed hash
     assert worker.member("referrer")["frozen"] is False and worker.member("honest")["frozen"] is False
+
+
+def test_admin_retry_with_the_same_request_id_applies_once(deployment):
+    worker = deployment.worker(LOYALTY_ADMIN_TOKEN="t0ken").start()
+    body = {"operator_id": "ops-2", "reason": "goodwill", "points": 30, "request_id": "ticket-42"}
+    for _ in range(3):
+        assert post(worker.port, "/admin/members/grace/adjust", body, "t0ken")[0] == 202
+    assert post(worker.port, "/admin/members/grace/adjust", {**body, "request_id": 7}, "t0ken")[0] == 400
+    # A later command on the same partition: once it is applied, the retries before it were too.
+    assert post(worker.port, "/admin/members/grace/freeze", {"operator_id": "ops-2", "reason": "end"}, "t0ken")[0] == 202
+    wait_for(lambda: (worker.member("grace") or {}).get("frozen") is True)
+    assert worker.member("grace")["points"]["available"] == 30
+    adjusted = consume(deployment.topic("rewards"), lambda rs: any(r["type"] == "points_adjusted" for r in rs))
+    assert [r["points"] for r in adjusted if r["type"] == "points_adjusted"] == [30]

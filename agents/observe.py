@@ -1,0 +1,219 @@
+"""Operator figures that the processing path does not produce itself (docs/metrics.md).
+
+- `LoyaltySensor`, a Faust sensor registered with `app.sensors`: messages received per topic,
+  offset commits and their latency, rebalances and their duration.
+- `observe_consumer`, a 1 s timer: consumer lag and committed offset per input partition this
+  worker owns (highwater from the last fetch response minus the committed offset; no broker
+  round trip except one log-start lookup for a partition the group has never committed).
+- `count_members`, a task that recounts members by tier and by lifecycle segment from the local
+  members table every LOYALTY_TIER_SCAN_INTERVAL (default PT30S, but see below) and after each
+  rebalance.
+
+The recount reads and decodes every member this worker owns (RocksDB iterates the active
+partitions only): one JSON decode per member, from about 4 us for a new member (~1 KB of state) to
+35-50 us for one with a long history (~10-13 KB). It yields to the event loop every 100 members so
+processing goes on meanwhile, and the next recount waits at least 20 times as long as the last one
+took, so it never takes more than about 5% of the worker's time (a million long-history members:
+~40 s per recount, one every ~15 min). loyalty_members_scan_duration_seconds shows the real figure.
+
+Faust internals read here (checked against faust-streaming 0.15.3): `Consumer._committed_offset`
+(the committed offset per partition, seeded from the broker on assignment and updated after each
+commit) and `Consumer.highwater(tp)` (aiokafka's cached highwater, also used by Faust itself).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from faust.sensors import Sensor
+
+from stream_app import metrics
+from stream_app.app import app, program, settings
+from tables.members import members
+
+log = logging.getLogger(__name__)
+
+OBSERVE_INTERVAL = 1.0
+TIER_SCAN_INTERVAL = settings.tier_scan_seconds
+SCAN_YIELD_EVERY = 100  # members decoded between two yields to the event loop (a few ms)
+SCAN_BUDGET = 20  # wait at least 20 times the last recount's duration: recounting takes <= 5% of the time
+
+
+def topic_kind(topic: str) -> str:
+    """The topic's kind (`orders`, `due`, ...): its name without this deployment's prefix."""
+    prefix = settings.topic_prefix
+    return topic[len(prefix):] if prefix and topic.startswith(prefix) else topic
+
+
+class LoyaltySensor(Sensor):
+    """Counts what Faust reports through its sensor hooks (called on the event loop thread)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._received: dict[str, Any] = {}
+
+    def on_message_in(self, tp, offset: int, message) -> None:
+        child = self._received.get(tp.topic)
+        if child is None:
+            child = self._received[tp.topic] = metrics.MESSAGES_RECEIVED.labels(topic_kind(tp.topic))
+        child.inc()
+
+    def on_commit_initiated(self, consumer) -> Any:
+        return time.monotonic(), _committed_offsets(consumer)
+
+    def on_commit_completed(self, consumer, state: Any) -> None:
+        started, before = state
+        # Faust runs a commit cycle every broker_commit_interval: count only those that committed.
+        if _committed_offsets(consumer) != before:
+            metrics.COMMITS.inc()
+            metrics.COMMIT_LATENCY.observe(time.monotonic() - started)
+
+    def on_rebalance_start(self, app) -> dict:
+        metrics.REBALANCES.inc()
+        _log_start.clear()
+        _members_scan.needed = True
+        return {"time_start": time.monotonic()}
+
+    def on_rebalance_end(self, app, state: dict) -> None:
+        metrics.REBALANCE_DURATION.observe(time.monotonic() - state["time_start"])
+        _members_scan.needed = True
+
+
+sensor = LoyaltySensor()
+app.sensors.add(sensor)
+
+
+def _committed_offsets(consumer) -> dict:
+    return {tp: offset for tp, offset in getattr(consumer, "_committed_offset", {}).items()
+            if offset is not None}
+
+
+# -- consumer lag --------------------------------------------------------------------------------
+_log_start: dict = {}  # tp -> log start offset, for partitions the group has never committed
+_exported: set[tuple[str, str]] = set()
+
+
+_lookup: asyncio.Future | None = None
+
+
+async def _look_up_log_start(tps: list) -> None:
+    try:
+        _log_start.update(await app.consumer.earliest_offsets(*tps))
+    except Exception:
+        log.debug("cannot read log start offsets of %s", tps, exc_info=True)
+
+
+def _input_partitions() -> set:
+    changelogs = app.tables.changelog_topics
+    return {tp for tp in app.consumer.assignment() if tp.topic not in changelogs}
+
+
+@app.timer(interval=OBSERVE_INTERVAL)
+async def observe_consumer() -> None:
+    global _lookup
+    try:
+        tps = _input_partitions()
+    except Exception:  # consumer not started yet, or stopping
+        return
+    consumer = app.consumer
+    committed = _committed_offsets(consumer)
+    unknown = [tp for tp in tps if tp not in committed and tp not in _log_start]
+    if unknown and (_lookup is None or _lookup.done()):
+        # A broker round trip: off the timer, so a slow answer never delays the next tick.
+        _lookup = asyncio.ensure_future(_look_up_log_start(unknown))
+    current: set[tuple[str, str]] = set()
+    for tp in tps:
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not assigned any more, or not fetched yet
+            highwater = None
+        base = committed.get(tp, _log_start.get(tp))
+        if highwater is None or base is None:
+            continue
+        labels = (topic_kind(tp.topic), str(tp.partition))
+        metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - base))
+        metrics.COMMITTED_OFFSET.labels(*labels).set(base)
+        current.add(labels)
+    for labels in _exported - current:  # partitions this worker no longer owns
+        for gauge in (metrics.CONSUMER_LAG, metrics.COMMITTED_OFFSET):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+    _exported.clear()
+    _exported.update(current)
+    metrics.ASSIGNED_PARTITIONS.set(len(tps))
+
+
+# -- members by tier and segment -----------------------------------------------------------------
+SEGMENTS = ("new", "active", "loyal", "at_risk", "churned")  # stream_app/segments.py; always exported
+UNASSIGNED = "unassigned"  # a member stored before it was first given a segment
+
+
+class _ScanState:
+    needed = True  # set by rebalances: the owned partitions changed
+    last = 0.0  # monotonic time of the last completed scan
+    duration = 0.0  # how long it took
+
+
+_members_scan = _ScanState()
+for _tier in program.tiers:
+    metrics.MEMBERS_BY_TIER.labels(_tier.name).set(0)
+for _segment in SEGMENTS:
+    metrics.MEMBERS_BY_SEGMENT.labels(_segment).set(0)
+
+
+async def recount_members() -> bool:
+    """Count the members of the partitions this worker owns by tier and segment.
+
+    False if a rebalance cut the scan short (the gauges then keep their previous values).
+    """
+    started = time.monotonic()
+    tiers: Counter[str] = Counter()
+    segments: Counter[str] = Counter()
+    for i, state in enumerate(members.values()):
+        if isinstance(state, dict):
+            tiers[str(state.get("tier"))] += 1
+            segments[str(state.get("segment") or UNASSIGNED)] += 1
+        if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+            if app.rebalancing:
+                return False
+    _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in program.tiers})
+    _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
+    metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)
+    metrics.MEMBERS_SCAN_TIMESTAMP.set(time.time())
+    return True
+
+
+def _publish(gauge, label: str, counts: Counter[str], always: set[str]) -> None:
+    """Set every label value counted now, always exported or counted before (0 when none now)."""
+    exported = {sample.labels[label] for family in gauge.collect() for sample in family.samples}
+    for value in always | set(counts) | exported:
+        gauge.labels(value).set(counts.get(value, 0))
+
+
+@app.task
+async def count_members() -> None:
+    """A task rather than a timer: a long recount must not make Faust warn of an overlapping timer."""
+    scan = _members_scan
+    while True:
+        await asyncio.sleep(OBSERVE_INTERVAL)
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            continue
+        if not scan.needed and time.monotonic() - scan.last < max(TIER_SCAN_INTERVAL, SCAN_BUDGET * scan.duration):
+            continue
+        scan.needed = False
+        started = time.monotonic()
+        try:
+            if await recount_members():
+                scan.last = time.monotonic()
+                scan.duration = scan.last - started
+            else:
+                scan.needed = True
+        except Exception:  # e.g. a store closed by a rebalance mid-scan: try again on the next tick
+            log.debug("members recount failed", exc_info=True)
+            scan.needed = True
