@@ -165,7 +165,8 @@ def test_admin_retry_with_the_same_request_id_applies_once(deployment):
         assert post(worker.port, "/admin/members/grace/adjust", body, "t0ken")[0] == 202
     assert post(worker.port, "/admin/members/grace/adjust", {**body, "request_id": 7}, "t0ken")[0] == 400
     # A later command on the same partition: once it is applied, the retries before it were too.
-    assert post(worker.port, "/admin/members/grace/freeze", {"operator_id": "ops-2", "reason": "end"}, "t0ken")[0] == 202
+    end = {"operator_id": "ops-2", "reason": "end"}
+    assert post(worker.port, "/admin/members/grace/freeze", end, "t0ken")[0] == 202
     wait_for(lambda: (worker.member("grace") or {}).get("frozen") is True)
     assert worker.member("grace")["points"]["available"] == 30
     adjusted = consume(deployment.topic("rewards"), lambda rs: any(r["type"] == "points_adjusted" for r in rs))
