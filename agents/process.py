@@ -20,6 +20,7 @@ from stream_app.app import app, program, settings, topic_names
 from stream_app.engine import DUPLICATE, advance, apply_event, event_time_ms
 from stream_app.privacy import scrub
 from tables.members import members
+from tables.redis_projection import projection
 from topics.channels import consumed, declare_all, produced
 from topics.validation import Rejection, decode_event
 
@@ -73,6 +74,7 @@ async def _input(kind: str, message) -> None:
         else:
             # Assigned back (never mutated in place): this is what reaches the changelog.
             members[member_key] = outbox.attach(result.state, state, cause, outputs)
+        projection.member_changed(member_key, result.state)
         await emit_outputs(member_key, cause, outputs)
     schedule.set(member_key, result.next_due)
     metrics.EVENTS.labels(kind, result.outcome).inc()
@@ -90,6 +92,7 @@ async def _due(key: bytes, value: bytes) -> None:
     if result.state is not state:
         outputs = outputs_of(result)
         members[key] = outbox.attach(result.state, state, cause, outputs)
+        projection.member_changed(key, result.state)
         await emit_outputs(key, cause, outputs)
     elif recorded := outbox.recorded(state, cause):
         await emit_outputs(key, cause, recorded, count=False)

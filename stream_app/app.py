@@ -39,4 +39,5 @@ app = faust.App(
 import agents.devices  # noqa: E402,F401
 import agents.observe  # noqa: E402,F401
 import agents.process  # noqa: E402,F401
+import agents.project  # noqa: E402,F401
 import stream_app.web  # noqa: E402,F401
