@@ -13,15 +13,14 @@ import orjson
 
 from agents.emit import emit_dead_letter
 from stream_app import metrics
-from stream_app.app import app, settings, topic_names
+from stream_app.app import app
 from stream_app.devices import RULE, apply_link
 from stream_app.outputs import stable_id
 from tables.devices import devices
-from topics.channels import produced
+from topics.channels import produced, raw_topic
 
 log = logging.getLogger(__name__)
-device_links = app.topic(topic_names.name("devices"), key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw", partitions=settings.partitions, internal=True)
+device_links = raw_topic("devices")
 
 
 @app.agent(device_links, concurrency=1)

@@ -13,7 +13,7 @@ import time
 import orjson
 
 from stream_app import metrics
-from stream_app.app import app, settings
+from stream_app.app import app, program, settings
 from stream_app.engine import next_due
 from stream_app.member import Member
 from stream_app.schedule import DueSchedule
@@ -33,8 +33,6 @@ async def _after_rebalance(sender, **kwargs) -> None:
 
 def _rebuild(now: int) -> None:
     """Schedule every member of the partitions this worker now owns."""
-    from stream_app.app import program
-
     schedule.clear()
     for key, state in members.items():
         try:

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream_app.program import ProgramError, parse_duration_ms
+
 DEFAULTS = {
     "LOYALTY_BROKER": "kafka://localhost:9092",
     "LOYALTY_APP_ID": "loyalty",
@@ -55,8 +57,6 @@ def _positive_int(env: dict, name: str) -> int:
 
 
 def _positive_duration_s(env: dict, name: str) -> float:
-    from stream_app.program import ProgramError, parse_duration_ms
-
     try:
         ms = parse_duration_ms(env[name])
     except ProgramError as exc:

@@ -5,17 +5,16 @@ from stream_app.app import app, settings, topic_names
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS
 
 
-def _topic(kind: str):
-    return app.topic(topic_names.name(kind), key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw", partitions=settings.partitions, internal=True)
+def raw_topic(*kinds: str):
+    """A Faust topic over the named kinds: raw key and value bytes, the app's partition count."""
+    return app.topic(*(topic_names.name(k) for k in kinds), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw", partitions=settings.partitions, internal=True)
 
 
 #: Everything the processing agent consumes: the input topics and the internal due-work topic.
 #: They share one partition count, so one worker owns a member's partition in all of them.
-consumed = app.topic(*(topic_names.name(k) for k in (*INPUT_KINDS, "due")), key_type=bytes,
-                     value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     partitions=settings.partitions, internal=True)
-produced = {kind: _topic(kind) for kind in OUTPUT_KINDS + INTERNAL_KINDS + INPUT_KINDS}
+consumed = raw_topic(*INPUT_KINDS, "due")
+produced = {kind: raw_topic(kind) for kind in OUTPUT_KINDS + INTERNAL_KINDS + INPUT_KINDS}
 
 
 async def declare_all() -> None:
