@@ -11,40 +11,44 @@ from datetime import UTC, datetime
 
 import orjson
 
+from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchStates
 from agents.emit import emit_dead_letter
 from stream_app import metrics
-from stream_app.app import app
+from stream_app.app import app, topic_names
 from stream_app.devices import RULE, apply_link
 from stream_app.outputs import stable_id
 from tables.devices import devices
-from topics.channels import produced, raw_topic
+from topics.channels import outgoing, raw_topic
 
 log = logging.getLogger(__name__)
 device_links = raw_topic("devices")
+ADMIN = topic_names.name("admin")
 
 
 @app.agent(device_links, concurrency=1)
 async def index_devices(stream) -> None:
-    async for event in stream.events():
-        message = event.message
-        try:
-            await _link(message.key, orjson.loads(message.value))
-        except Exception as exc:  # one bad link must not stop the index
-            log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
-            metrics.EVENTS.labels("devices", "dead_lettered").inc()
-            await emit_dead_letter(message, "processing_error", type(exc).__name__)
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        states = BatchStates(devices)
+        for event in events:
+            message = event.message
+            states.at(event)
+            try:
+                _link(states, event, orjson.loads(message.value))
+            except Exception as exc:  # one bad link must not stop the index
+                log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
+                metrics.EVENTS.labels("devices", "dead_lettered").inc()
+                emit_dead_letter(message, "processing_error", type(exc).__name__)
+        await states.commit()
 
 
-async def _link(key: bytes, link: dict) -> None:
-    entry, flags = apply_link(devices.get(key) or {}, link)
-    if entry:
-        devices[key] = entry
-    else:
-        devices.pop(key, None)
+def _link(states: BatchStates, event, link: dict) -> None:
+    key = event.message.key
+    entry, flags = apply_link(states.get(key) or {}, link)
+    states.put(key, entry or None, event)
     metrics.EVENTS.labels("devices", "applied").inc()
     for member_id, evidence in flags:
         flag = {"event_id": stable_id("flag", member_id, RULE, evidence["device"], evidence["referrer_id"]),
                 "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "type": "member_flagged", "operator_id": "abuse-monitor", "reason": RULE, "rule": RULE,
                 "evidence": evidence}
-        await produced["admin"].send(key=member_id.encode(), value=orjson.dumps(flag))
+        outgoing.add(ADMIN, member_id.encode(), orjson.dumps(flag))

@@ -31,7 +31,7 @@ from typing import Any
 from faust.sensors import Sensor
 
 from stream_app import metrics
-from stream_app.app import app, program, settings
+from stream_app.app import app, program, settings, topic_names
 from tables.members import members
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,6 @@ OBSERVE_INTERVAL = 1.0
 TIER_SCAN_INTERVAL = settings.tier_scan_seconds
 SCAN_YIELD_EVERY = 100  # members decoded between two yields to the event loop (a few ms)
 SCAN_BUDGET = 20  # wait at least 20 times the last recount's duration: recounting takes <= 5% of the time
-
-
-def topic_kind(topic: str) -> str:
-    """The topic's kind (`orders`, `due`, ...): its name without this deployment's prefix."""
-    prefix = settings.topic_prefix
-    return topic[len(prefix):] if prefix and topic.startswith(prefix) else topic
 
 
 class LoyaltySensor(Sensor):
@@ -58,7 +52,7 @@ class LoyaltySensor(Sensor):
     def on_message_in(self, tp, offset: int, message) -> None:
         child = self._received.get(tp.topic)
         if child is None:
-            child = self._received[tp.topic] = metrics.MESSAGES_RECEIVED.labels(topic_kind(tp.topic))
+            child = self._received[tp.topic] = metrics.MESSAGES_RECEIVED.labels(topic_names.kind_of(tp.topic))
         child.inc()
 
     def on_commit_initiated(self, consumer) -> Any:
@@ -133,7 +127,7 @@ async def observe_consumer() -> None:
         base = committed.get(tp, _log_start.get(tp))
         if highwater is None or base is None:
             continue
-        labels = (topic_kind(tp.topic), str(tp.partition))
+        labels = (topic_names.kind_of(tp.topic), str(tp.partition))
         metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - base))
         metrics.COMMITTED_OFFSET.labels(*labels).set(base)
         current.add(labels)

@@ -84,7 +84,7 @@ def advance(state: dict, program: Program, now: int) -> Result:
     dropped = _apply_notification_policy(member, program, now, out)
     new_state = member.to_dict()
     # Only the evaluation cursor moved: nothing to write (stepping again from the old one is a no-op).
-    # Keys the core does not own (the agent's outbox) are not compared.
+    # Keys the core does not own (e.g. an `_outbox` left by older versions) are not compared.
     changed = any(new_state[k] != state.get(k) for k in new_state if k != "evaluated_at")
     return Result(new_state if changed else state, out.rewards, out.notifications,
                   APPLIED if changed else IGNORED, next_due(member, program, now), dropped)

@@ -22,6 +22,8 @@ LATENCY = Histogram("loyalty_processing_latency_seconds",
 DUE_SENT = Counter("loyalty_due_sent", "Due-work messages sent to the internal due topic.")
 DUE_LAG = Gauge("loyalty_due_lag_seconds", "How late the oldest member sent on the last due tick was.")
 DUE_ERRORS = Counter("loyalty_due_errors", "Members whose due work could not be scheduled or applied.")
+SEND_RETRIES = Counter("loyalty_producer_send_retries",
+                       "Batches of outgoing messages sent again after a failed delivery, by topic kind.", ["topic"])
 DUE_SCHEDULED = Gauge("loyalty_due_scheduled", "Members with due work scheduled on this worker.")
 
 _FLOW_OF_REWARD = {"points_pending": "pending", "points_clawed_back": "clawed_back",

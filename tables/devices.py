@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from stream_app.app import app, settings
+from tables.changelog import BatchedChangelogTable
+from topics.channels import outgoing
 
-devices = app.Table(
-    "devices",
+devices = app.tables.add(BatchedChangelogTable(
+    app,
+    name="devices",
+    outgoing=outgoing,
     partitions=settings.partitions,
     key_type=bytes,
     help="Device hash -> {member id: referrer id}, for the shared-device referral check.",
-)
+))

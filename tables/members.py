@@ -1,16 +1,21 @@
 """The members table: each member's whole loyalty state, one JSON object per member id.
 
 Values are plain JSON objects (Faust's json codec, orjson-backed), stored in RocksDB (default)
-or memory per LOYALTY_STORE, with a compacted Kafka changelog.
+or memory per LOYALTY_STORE, with a compacted Kafka changelog written with the processing
+agent's outgoing batch (tables/changelog.py).
 Keys are the member id as UTF-8 bytes, exactly the input topics' keys.
 """
 from __future__ import annotations
 
 from stream_app.app import app, settings
+from tables.changelog import BatchedChangelogTable
+from topics.channels import outgoing
 
-members = app.Table(
-    "members",
+members = app.tables.add(BatchedChangelogTable(
+    app,
+    name="members",
+    outgoing=outgoing,
     partitions=settings.partitions,
     key_type=bytes,  # stored raw
     help="Loyalty state per member (ledger, tier, counters, recent event ids).",
-)
+))

@@ -17,6 +17,13 @@ class TopicNames:
             raise ValueError(f"unknown topic kind {kind!r}")
         return f"{self.prefix}{kind}"
 
+    def kind_of(self, topic: str) -> str:
+        """The kind of a topic name (`orders`, `due`, ...): the name without this prefix.
+
+        Also used for Faust's own topics (changelogs), which keep their full name if unprefixed.
+        """
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+
     @property
     def inputs(self) -> dict[str, str]:
         """Input topic name -> kind."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from stream_app.app import app, settings, topic_names
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS
+from topics.outgoing import OutgoingBatches, ProducerSink
 
 
 def raw_topic(*kinds: str):
@@ -21,3 +22,7 @@ async def declare_all() -> None:
     """Create every topic of the contract that does not exist yet."""
     for topic in produced.values():
         await topic.maybe_declare()
+
+
+#: What the agents send while processing a batch of events: outputs, dead letters, changelogs.
+outgoing = OutgoingBatches(ProducerSink(app), kind_of=topic_names.kind_of)

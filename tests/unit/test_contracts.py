@@ -345,3 +345,24 @@ def routes() -> set[tuple[str, str]]:
 def test_every_route_is_documented_and_every_documented_route_exists() -> None:
     documented = set(re.findall(r"^## (GET|POST|PUT|PATCH|DELETE) (\S+)$", doc("http.md"), re.MULTILINE))
     assert documented == routes()
+
+
+def _metric_families() -> dict[str, str]:
+    """Every loyalty_* metric family the code defines (name as exposed, without sample suffixes) -> type."""
+    from prometheus_client import REGISTRY
+
+    import stream_app.metrics  # noqa: F401  (defines the families)
+    import tables.redis_projection  # noqa: F401
+
+    families = {}
+    for family in REGISTRY.collect():
+        if family.name.startswith("loyalty_"):
+            name = family.name + ("_total" if family.type == "counter" else "")
+            families[name] = family.type
+    return families
+
+
+def test_every_metric_is_documented_with_its_type_and_every_documented_metric_exists() -> None:
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    documented = dict(re.findall(r"^\| `(loyalty_[a-z_]+)` \| (counter|gauge|histogram)", text, re.M))
+    assert documented == _metric_families()
