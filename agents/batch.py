@@ -1,70 +1,120 @@
-"""How an agent works through a batch of events: states in memory, outputs first, then the table.
+"""How an agent works through batches of events: states in memory, outputs first, then the table.
 
-For each batch (`stream.take_events`), the agent applies every event to the states held here
-(read through from the table), adds its outputs to the outgoing batch, and at the end:
+For each batch (`stream.take_events`), the agent applies every event to states held in memory
+(`BatchStates`, read through the batches still in flight to the table) and adds its outputs to
+the outgoing batch. `BatchPipeline.submit` then hands the outputs to the producer and returns at
+once, so the agent goes on with the next batch while the broker answers. A writer task finishes
+each batch, in order:
 
-1. flushes the outgoing batch: every output is acknowledged by the broker;
-2. writes each changed state to the table once (local store, changelog record) and flushes again;
-3. returns, and Faust acks the events (the next commit may include them).
+1. it waits until the broker has acknowledged every output of the batch;
+2. it writes each changed state to the table once (local store and changelog record) and waits
+   until the changelog records are acknowledged;
+3. it acks the batch's events (the next commit may include them). Their messages are held
+   (`Message.incref`) from `submit` to here, so take_events' own ack does not release them.
 
-A crash before 1 completes replays the events and re-sends their outputs (same ids: consumers
-dedupe). A crash between 1 and 2 replays them too: no state claims them yet. A crash during 2
-can leave the local store ahead of the changelog: the replayed event is then a duplicate for
-this store, and `keep` writes the state again, so the changelog catches up. Nothing is lost and
-no event counts twice, whichever worker replays it.
+A crash before 2 replays the events, which send the same outputs again (same ids: consumers
+dedupe); no state claims them yet. A crash during 2 can leave the local store ahead of the
+changelog: the replayed event is then a duplicate for this store, and `keep` writes the state
+again, so the changelog catches up. Nothing is lost and no event counts twice, whichever worker
+replays it. A failed delivery is handed over again until it succeeds (topics/outgoing.py).
 """
 from __future__ import annotations
 
+import asyncio
 import weakref
+from collections import deque
 
 from faust.streams import _current_event
 from faust.types import EventT
 
-from topics.channels import outgoing
+from topics.outgoing import OutgoingBatches
 
 BATCH_MAX = 1000  # events per batch at most
 BATCH_WITHIN = 0.01  # seconds a batch waits to fill up: what a quiet stream adds to latency
+MAX_IN_FLIGHT = 4  # batches submitted but not yet written: the agent waits beyond that
+
+
+def at(event: EventT) -> None:
+    """Make `event` the current event of this task: the table reads and writes its partition.
+
+    Only the context variable Faust's tables read (faust.streams.current_event(), checked against
+    faust-streaming 0.15.3), never `Stream.current_event`: take_events' background task reads that
+    attribute to collect the next batch, and would collect the wrong event.
+    """
+    _current_event.set(weakref.ref(event))
 
 
 class BatchStates:
-    """States of one table changed by the batch, each written once with its last event."""
+    """The states one batch changed, each to be written once, with its last event."""
 
-    def __init__(self, table) -> None:
-        self._table = table
-        self._changed: dict[bytes, tuple[dict | None, EventT]] = {}
-
-    @staticmethod
-    def at(event: EventT) -> None:
-        """Make `event` the current event of this task: the table reads and writes its partition.
-
-        Only the context variable Faust's tables read (faust.streams.current_event(), checked
-        against faust-streaming 0.15.3), never `Stream.current_event`: take_events' background
-        task reads that attribute to collect the next batch, and would collect the wrong event.
-        """
-        _current_event.set(weakref.ref(event))
-
+    def __init__(self, pipeline: BatchPipeline) -> None:
+        self._pipeline = pipeline
+        self.changed: dict[bytes, tuple[dict | None, EventT]] = {}
 
     def get(self, key: bytes) -> dict | None:
-        changed = self._changed.get(key)
-        return changed[0] if changed is not None else self._table.get(key)
+        changed = self.changed.get(key)
+        return changed[0] if changed is not None else self._pipeline.latest(key)
 
     def put(self, key: bytes, state: dict | None, event: EventT) -> None:
-        """The new state (None: deleted), to be written at the end of the batch."""
-        self._changed[key] = (state, event)
+        """The new state (None: deleted), to be written once the batch's outputs are acknowledged."""
+        self.changed[key] = (state, event)
 
     def keep(self, key: bytes, event: EventT) -> None:
         """Write the current state again (a duplicate event: the changelog may lack this state)."""
-        if key not in self._changed and (state := self._table.get(key)) is not None:
-            self._changed[key] = (state, event)
+        if key not in self.changed and (state := self.get(key)) is not None:
+            self.changed[key] = (state, event)
 
-    async def commit(self) -> None:
-        """Deliver the outputs, then write and deliver the states (steps 1 and 2 above)."""
-        await outgoing.flush()
-        for key, (state, event) in self._changed.items():
-            self.at(event)
-            if state is None:
-                self._table.pop(key, None)
-            else:
-                self._table[key] = state  # assigned, never mutated in place: this reaches the changelog
-        self._changed.clear()
-        await outgoing.flush()
+
+class BatchPipeline:
+    """One agent's batches between `submit` and their acks, and the task that writes them."""
+
+    def __init__(self, table, outputs: OutgoingBatches, changelogs: OutgoingBatches) -> None:
+        self._table, self._outputs, self._changelogs = table, outputs, changelogs
+        self._in_flight: deque[BatchStates] = deque()  # submitted, not yet written; oldest first
+        self._queue: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+
+    def batch(self) -> BatchStates:
+        return BatchStates(self)
+
+    def latest(self, key: bytes) -> dict | None:
+        """The member's newest state: from the newest batch in flight that changed it, else the table."""
+        for batch in reversed(self._in_flight):
+            if key in batch.changed:
+                return batch.changed[key][0]
+        return self._table.get(key)
+
+    async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
+        """Hand the batch's outputs to the producer and queue it for the writer."""
+        if self._writer is None or self._writer.done():
+            if self._writer is not None and not self._writer.cancelled() and self._writer.exception():
+                raise RuntimeError("the batch writer failed") from self._writer.exception()
+            self._queue = asyncio.Queue(MAX_IN_FLIGHT)
+            self._writer = asyncio.ensure_future(self._write_batches(self._queue))
+        for event in events:
+            event.message.incref()  # acked by the writer, not by take_events
+        delivered = await self._outputs.send()
+        self._in_flight.append(batch)
+        await self._queue.put((batch, events, delivered))
+
+    async def stop(self) -> None:
+        """Cancel the writer: batches not yet written stay unacked and are consumed again."""
+        if self._writer is not None:
+            self._writer.cancel()
+        self._in_flight.clear()
+
+    async def _write_batches(self, queue: asyncio.Queue) -> None:
+        while True:
+            batch, events, delivered = await queue.get()
+            await delivered
+            for key, (state, event) in batch.changed.items():
+                at(event)
+                if state is None:
+                    self._table.pop(key, None)
+                else:
+                    self._table[key] = state  # assigned, never mutated in place: this reaches the changelog
+            await self._changelogs.flush()
+            for event in events:
+                event.ack()
+            self._in_flight.popleft()
+            queue.task_done()

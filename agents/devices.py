@@ -11,34 +11,38 @@ from datetime import UTC, datetime
 
 import orjson
 
-from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchStates
+from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchPipeline, BatchStates, at
 from agents.emit import emit_dead_letter
 from stream_app import metrics
 from stream_app.app import app, topic_names
 from stream_app.devices import RULE, apply_link
 from stream_app.outputs import stable_id
 from tables.devices import devices
-from topics.channels import outgoing, raw_topic
+from topics.channels import changelogs, outgoing, raw_topic
 
 log = logging.getLogger(__name__)
 device_links = raw_topic("devices")
 ADMIN = topic_names.name("admin")
+pipeline = BatchPipeline(devices, outgoing, changelogs)
 
 
 @app.agent(device_links, concurrency=1)
 async def index_devices(stream) -> None:
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        states = BatchStates(devices)
-        for event in events:
-            message = event.message
-            states.at(event)
-            try:
-                _link(states, event, orjson.loads(message.value))
-            except Exception as exc:  # one bad link must not stop the index
-                log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
-                metrics.EVENTS.labels("devices", "dead_lettered").inc()
-                emit_dead_letter(message, "processing_error", type(exc).__name__)
-        await states.commit()
+    try:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            states = pipeline.batch()
+            for event in events:
+                message = event.message
+                at(event)
+                try:
+                    _link(states, event, orjson.loads(message.value))
+                except Exception as exc:  # one bad link must not stop the index
+                    log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
+                    metrics.EVENTS.labels("devices", "dead_lettered").inc()
+                    emit_dead_letter(message, "processing_error", type(exc).__name__)
+            await pipeline.submit(states, events)
+    finally:
+        await pipeline.stop()
 
 
 def _link(states: BatchStates, event, link: dict) -> None:

@@ -13,7 +13,7 @@ import time
 
 import orjson
 
-from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchStates
+from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchPipeline, BatchStates, at
 from agents.emit import emit_dead_letter, emit_outputs
 from agents.schedule import schedule
 from stream_app import metrics
@@ -22,39 +22,47 @@ from stream_app.engine import DUPLICATE, advance, apply_event, event_time_ms
 from stream_app.privacy import scrub
 from tables.members import members
 from tables.redis_projection import projection
-from topics.channels import consumed, declare_all, outgoing
+from topics.channels import changelogs, consumed, declare_all, outgoing
 from topics.validation import Rejection, decode_event
 
 log = logging.getLogger(__name__)
 KIND_OF_TOPIC = {**topic_names.inputs, topic_names.name("due"): "due"}
+pipeline = BatchPipeline(members, outgoing, changelogs)
 
 
 @app.agent(consumed, concurrency=1)
 async def process(stream) -> None:
     await declare_all()
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        states = BatchStates(members)
-        occurred: list[int] = []
-        for event in events:
-            message = event.message
-            kind = KIND_OF_TOPIC.get(message.topic, "unknown")
-            states.at(event)
-            try:
-                if kind == "unknown":
-                    raise LookupError(f"no handler for topic {message.topic}")
-                if kind == "due":
-                    _due(states, event)
-                elif (at := _input(states, kind, event)) is not None:
-                    occurred.append(at)
-            except Exception as exc:  # one event's failure must not stop the stream
-                log.exception("processing failed: topic=%s partition=%s offset=%s",
-                              message.topic, message.partition, message.offset)
-                metrics.EVENTS.labels(kind, "dead_lettered").inc()
-                emit_dead_letter(message, "processing_error", type(exc).__name__)
-        await states.commit()
-        now = time.time()
-        for at in occurred:
-            metrics.LATENCY.observe(max(0.0, now - at / 1000))
+    try:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await _batch(events)
+    finally:
+        await pipeline.stop()
+
+
+async def _batch(events: list) -> None:
+    states = pipeline.batch()
+    occurred: list[int] = []
+    for event in events:
+        message = event.message
+        kind = KIND_OF_TOPIC.get(message.topic, "unknown")
+        at(event)
+        try:
+            if kind == "unknown":
+                raise LookupError(f"no handler for topic {message.topic}")
+            if kind == "due":
+                _due(states, event)
+            elif (occurred_at := _input(states, kind, event)) is not None:
+                occurred.append(occurred_at)
+        except Exception as exc:  # one event's failure must not stop the stream
+            log.exception("processing failed: topic=%s partition=%s offset=%s",
+                          message.topic, message.partition, message.offset)
+            metrics.EVENTS.labels(kind, "dead_lettered").inc()
+            emit_dead_letter(message, "processing_error", type(exc).__name__)
+    await pipeline.submit(states, events)
+    now = time.time()
+    for occurred_at in occurred:
+        metrics.LATENCY.observe(max(0.0, now - occurred_at / 1000))
 
 
 def _input(states: BatchStates, kind: str, event) -> int | None:

@@ -20,11 +20,26 @@ from faust.types import TP
 from topics.outgoing import OutgoingBatches
 
 
+MiB = 1024 * 1024
+
+#: RocksDB per partition database (each table has one per partition). Faust's defaults (64 MiB
+#: write buffers x 3 and a 2 GiB block cache, per database) let 16 databases grow a worker past
+#: 1.4 GiB at 100,000 members; a member's state is 1-5 KiB and is read back mostly from the
+#: memtable or the OS page cache, so small buffers cost little (docs/benchmarks.md).
+ROCKSDB_OPTIONS = {"write_buffer_size": 8 * MiB, "max_write_buffer_number": 2, "block_cache_size": 16 * MiB}
+
+#: Changelog topics stay compacted (Faust's default), and roll and clean often enough that a
+#: fresh worker restores about one record per member rather than one per change.
+CHANGELOG_TOPIC_CONFIG = {"segment.bytes": str(64 * MiB), "segment.ms": str(15 * 60 * 1000),
+                          "min.cleanable.dirty.ratio": "0.1"}
+
+
 class BatchedChangelogTable(faust.Table):
     """`faust.Table` with its changelog written through an `OutgoingBatches`."""
 
     def __init__(self, app, *, outgoing: OutgoingBatches, **kwargs) -> None:
-        super().__init__(app, beacon=app.tables.beacon, **kwargs)
+        super().__init__(app, beacon=app.tables.beacon, options=ROCKSDB_OPTIONS,
+                         extra_topic_configs=CHANGELOG_TOPIC_CONFIG, **kwargs)
         self.outgoing = outgoing
         outgoing.on_delivered(self.changelog_topic.get_topic_name(), self._persist_offset)
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from stream_app.app import app, settings
 from tables.changelog import BatchedChangelogTable
-from topics.channels import outgoing
+from topics.channels import changelogs
 
 devices = app.tables.add(BatchedChangelogTable(
     app,
     name="devices",
-    outgoing=outgoing,
+    outgoing=changelogs,
     partitions=settings.partitions,
     key_type=bytes,
     help="Device hash -> {member id: referrer id}, for the shared-device referral check.",

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from stream_app.app import app, settings
 from tables.changelog import BatchedChangelogTable
-from topics.channels import outgoing
+from topics.channels import changelogs
 
 members = app.tables.add(BatchedChangelogTable(
     app,
     name="members",
-    outgoing=outgoing,
+    outgoing=changelogs,
     partitions=settings.partitions,
     key_type=bytes,  # stored raw
     help="Loyalty state per member (ledger, tier, counters, recent event ids).",

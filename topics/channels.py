@@ -24,5 +24,7 @@ async def declare_all() -> None:
         await topic.maybe_declare()
 
 
-#: What the agents send while processing a batch of events: outputs, dead letters, changelogs.
+#: What the agents send for a batch of events: outputs and dead letters, handed over first...
 outgoing = OutgoingBatches(ProducerSink(app), kind_of=topic_names.kind_of)
+#: ...and the table changelog records, handed over once those are acknowledged (agents/batch.py).
+changelogs = OutgoingBatches(ProducerSink(app), kind_of=topic_names.kind_of)

@@ -2,10 +2,10 @@
 
 Faust's `Topic.send` and its table changelog writes cost ~90 us of Faust bookkeeping per message;
 appending to an aiokafka `BatchBuilder` costs a few (bench/faust_floor.py measures both). The
-processing agents `add` every output, dead letter and changelog record of a batch of events here,
-then `flush`: flush returns once the broker acknowledged every message (retrying a failed batch
-until it is), and only then are the events acked. So an acked event's messages are never lost,
-whatever Faust commits next, and a member's messages keep their order in their partition.
+agents `add` every output, dead letter and changelog record here; `send()` hands them all to the
+producer at once and returns a future that completes when the broker has acknowledged every one
+(a batch that fails is handed over again, with backoff, until it is acknowledged). The agents ack
+their events only after that future completes (agents/batch.py).
 
 Keyed messages without an explicit partition go where Kafka's default partitioner puts them
 (murmur2 of the key), so they agree with every other producer of the same topic.
@@ -17,7 +17,7 @@ import itertools
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,29 +36,29 @@ class Sink(Protocol):
 
     async def partition_count(self, topic: str) -> int: ...
 
-    async def deliver(self, topic: str, partition: int, records: list[Record]) -> int:
-        """Send `records` in order and return the offset of the first, once all are acknowledged."""
+    async def hand_off(self, topic: str, partition: int, records: list[Record]) -> Awaitable[int]:
+        """Give `records` to the producer, in order; the result completes with the first one's offset
+        once all are acknowledged."""
         ...
 
 
 @dataclass
 class _Topic:
     explicit: dict[int, list[Record]] = field(default_factory=lambda: defaultdict(list))
-    keyed: list[Record] = field(default_factory=list)  # partition chosen at flush, from the key
+    keyed: list[Record] = field(default_factory=list)  # partition chosen at hand-off, from the key
 
 
 class OutgoingBatches:
-    """Messages added since the last flush, grouped by topic."""
+    """Messages added since the last `send()`, grouped by topic."""
 
     def __init__(self, sink: Sink | None = None, kind_of: Callable[[str], str] = str) -> None:
         self.sink = sink
         self._kind_of = kind_of  # topic name -> the metrics' topic label
         self._topics: dict[str, _Topic] = defaultdict(_Topic)
         self._delivered: dict[str, list[Callable[[int, int], None]]] = defaultdict(list)
-        self._lock = asyncio.Lock()
 
     def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
-        """Queue one message for the next flush (partition None: by key, as Kafka's default partitioner)."""
+        """Queue one message for the next send (partition None: by key, as Kafka's default partitioner)."""
         pending = self._topics[topic]
         if partition is None:
             pending.keyed.append((key, value))
@@ -66,43 +66,54 @@ class OutgoingBatches:
             pending.explicit[partition].append((key, value))
 
     def on_delivered(self, topic: str, callback: Callable[[int, int], None]) -> None:
-        """Call `callback(partition, last offset)` after each flush that delivered to `topic`."""
+        """Call `callback(partition, last offset)` whenever records sent to `topic` are acknowledged."""
         self._delivered[topic].append(callback)
 
-    def __len__(self) -> int:
-        return sum(len(t.keyed) + sum(map(len, t.explicit.values())) for t in self._topics.values())
+    async def send(self) -> asyncio.Future:
+        """Hand everything added so far to the producer (in order per partition); the returned future
+        completes once the broker has acknowledged all of it."""
+        topics, self._topics = self._topics, defaultdict(_Topic)
+        groups: list[tuple[str, int, list[Record]]] = []
+        for topic, pending in topics.items():
+            by_partition = pending.explicit
+            if pending.keyed:
+                count = await self.sink.partition_count(topic)
+                for key, value in pending.keyed:
+                    by_partition[partition_for(key, count)].append((key, value))
+            groups.extend((topic, partition, records) for partition, records in by_partition.items())
+        handed = [await self._hand_off(*group) for group in groups]
+        return asyncio.ensure_future(self._confirm(groups, handed))
 
     async def flush(self) -> None:
-        """Send everything added so far and return once the broker has acknowledged all of it."""
-        async with self._lock:
-            topics, self._topics = self._topics, defaultdict(_Topic)
-            if not topics:
-                return
-            assert self.sink is not None, "OutgoingBatches.sink is not set"
-            groups: list[tuple[str, int, list[Record]]] = []
-            for topic, pending in topics.items():
-                by_partition = pending.explicit
-                if pending.keyed:
-                    count = await self.sink.partition_count(topic)
-                    for key, value in pending.keyed:
-                        by_partition[partition_for(key, count)].append((key, value))
-                groups.extend((topic, partition, records) for partition, records in by_partition.items())
-            firsts = await asyncio.gather(*(self._deliver(*group) for group in groups))
-            for (topic, partition, records), first in zip(groups, firsts, strict=True):
-                for callback in self._delivered.get(topic, ()):
-                    callback(partition, first + len(records) - 1)
+        """Send everything added so far and wait until the broker has acknowledged it."""
+        await (await self.send())
 
-    async def _deliver(self, topic: str, partition: int, records: list[Record]) -> int:
+    async def _hand_off(self, topic: str, partition: int, records: list[Record]) -> Awaitable[int]:
         for attempt in itertools.count():
             try:
-                return await self.sink.deliver(topic, partition, records)
-            except Exception as exc:  # broker unreachable past the producer's own retries: keep trying
-                metrics.SEND_RETRIES.labels(self._kind_of(topic)).inc()
-                delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-                log.warning("delivery to %s[%d] failed (%s: %s); try %d again in %.1fs",
-                            topic, partition, type(exc).__name__, exc, attempt + 2, delay)
-                await asyncio.sleep(delay)
+                return await self.sink.hand_off(topic, partition, records)
+            except Exception as exc:  # e.g. the producer's buffer timed out: keep trying
+                await self._failed(topic, partition, exc, attempt)
         raise AssertionError("itertools.count() ended")
+
+    async def _confirm(self, groups: list[tuple[str, int, list[Record]]], handed: list[Awaitable[int]]) -> None:
+        for (topic, partition, records), delivery in zip(groups, handed, strict=True):
+            for attempt in itertools.count():
+                try:
+                    first = await delivery
+                    break
+                except Exception as exc:  # broker unreachable past the producer's own retries: again
+                    await self._failed(topic, partition, exc, attempt)
+                    delivery = await self._hand_off(topic, partition, records)
+            for callback in self._delivered.get(topic, ()):
+                callback(partition, first + len(records) - 1)
+
+    async def _failed(self, topic: str, partition: int, exc: Exception, attempt: int) -> None:
+        metrics.SEND_RETRIES.labels(self._kind_of(topic)).inc()
+        delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+        log.warning("delivery to %s[%d] failed (%s: %s); sending again in %.1fs",
+                    topic, partition, type(exc).__name__, exc, delay)
+        await asyncio.sleep(delay)
 
 
 def partition_for(key: bytes | None, count: int) -> int:
@@ -113,7 +124,7 @@ def partition_for(key: bytes | None, count: int) -> int:
 
 
 class ProducerSink:
-    """Delivers through the app's aiokafka producer, with its batch API (one request per batch)."""
+    """Hands batches to the app's aiokafka producer with its batch API (no per-message futures)."""
 
     def __init__(self, app) -> None:
         self._app = app
@@ -126,20 +137,25 @@ class ProducerSink:
         await producer.client._wait_on_metadata(topic)
         return len(producer.client.cluster.partitions_for_topic(topic))
 
-    async def deliver(self, topic: str, partition: int, records: list[Record]) -> int:
+    async def hand_off(self, topic: str, partition: int, records: list[Record]) -> Awaitable[int]:
         producer = self._producer()
-        first: int | None = None
-        waits = []
+        deliveries = []
         builder = producer.create_batch()
         for key, value in records:
             if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                waits.append(await producer.send_batch(builder, topic, partition=partition))
+                deliveries.append(await self._send(producer, builder, topic, partition))
                 builder = producer.create_batch()
                 if builder.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a message for {topic} is larger than the producer's batch size")
-        waits.append(await producer.send_batch(builder, topic, partition=partition))
-        for wait in waits:
-            metadata = await wait
-            first = metadata.offset if first is None else first
-        assert first is not None
-        return first
+        deliveries.append(await self._send(producer, builder, topic, partition))
+        return asyncio.ensure_future(_first_offset(deliveries))
+
+    @staticmethod
+    async def _send(producer, builder, topic: str, partition: int) -> asyncio.Future:
+        builder.close()  # complete: the producer sends it now instead of lingering for more
+        return await producer.send_batch(builder, topic, partition=partition)
+
+
+async def _first_offset(deliveries: list[asyncio.Future]) -> int:
+    metadata = [await delivery for delivery in deliveries]
+    return metadata[0].offset

@@ -64,6 +64,7 @@ app = agent_process.app
 members = agent_process.members
 produced = importlib.import_module("topics.channels").produced
 outgoing = importlib.import_module("topics.channels").outgoing
+changelogs = importlib.import_module("topics.channels").changelogs
 schedule = agent_schedule.schedule
 program = agent_process.program
 topic_names = agent_process.topic_names
@@ -123,13 +124,16 @@ class RecordingSink:
     async def partition_count(self, topic: str) -> int:
         return app.conf.topic_partitions
 
-    async def deliver(self, topic: str, partition: int, records: list[tuple]) -> int:
+    async def hand_off(self, topic: str, partition: int, records: list[tuple]) -> asyncio.Future:
+        """Record the records; the delivery future is already done (acknowledged)."""
         if topic == members.changelog_topic.get_topic_name():
             self.changelog.extend(records)
         elif "-changelog" not in topic:
             self.log.extend(Sent(topic_names.kind_of(topic), key, value) for key, value in records)
         first, self._next_offset = self._next_offset, self._next_offset + len(records)
-        return first
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(first)
+        return delivered
 
 
 class Pipeline:
@@ -147,6 +151,7 @@ class Pipeline:
         channel = self.agent.stream().channel
         put = [self._message(*m) for m in messages]
         for message in put:
+            message.incref()  # one reference per subscribed stream, as Faust's conductor does
             await channel.put(await channel.decode(message))
         deadline = asyncio.get_running_loop().time() + 5
         while not all(message.acked for message in put):
@@ -198,7 +203,9 @@ async def pipeline(monkeypatch):
     changelog: list[tuple] = []
     for kind in list(produced):
         monkeypatch.setitem(produced, kind, RecordingTopic(kind, sent))
-    monkeypatch.setattr(outgoing, "sink", RecordingSink(sent, changelog))
+    sink = RecordingSink(sent, changelog)
+    monkeypatch.setattr(outgoing, "sink", sink)
+    monkeypatch.setattr(changelogs, "sink", sink)
     members.data.clear()
     schedule.clear()
     async with agent_process.process.test_context() as agent:
@@ -250,46 +257,60 @@ async def test_events_of_two_members_keep_separate_states(pipeline):
         (b"m1", 5, 5), (b"m2", 5, 5), (b"m1", 5, 10)]
 
 
-async def test_outputs_are_acknowledged_before_the_state_that_claims_them_is_written(pipeline, monkeypatch):
-    flushes: list[list[str]] = []
-    sink = outgoing.sink
-    deliver = sink.deliver
+async def test_the_state_is_written_only_once_the_outputs_are_acknowledged(pipeline, monkeypatch):
+    steps: list[str] = []
+    hand_off = outgoing.sink.hand_off
+    acknowledged = asyncio.get_running_loop().create_future()
 
-    async def recording(topic, partition, records):
-        flushes[-1].append(topic_names.kind_of(topic).rsplit("-", 1)[-1])
-        return await deliver(topic, partition, records)
+    async def held(topic, partition, records):
+        kind = topic_names.kind_of(topic).rsplit("-", 1)[-1]
+        steps.append(f"hand off {kind}")
+        recorded = await hand_off(topic, partition, records)
+        if kind == "changelog":
+            return recorded
+        return asyncio.ensure_future(_after(acknowledged, steps, kind))
 
-    flush = outgoing.flush
+    monkeypatch.setattr(outgoing.sink, "hand_off", held)
+    put = asyncio.ensure_future(pipeline.put("orders", raw(order("o1"))))
+    await asyncio.sleep(0.05)
+    assert set(steps) == {"hand off rewards", "hand off notifications"}  # waiting for the broker
+    assert M1 not in members and not put.done()
 
-    async def counting_flush():
-        flushes.append([])
-        await flush()
+    acknowledged.set_result(None)
+    await put
 
-    monkeypatch.setattr(sink, "deliver", recording)
-    monkeypatch.setattr(outgoing, "flush", counting_flush)
-
-    await pipeline.put("orders", raw(order("o1")))
-
-    assert [sorted(set(f)) for f in flushes if f] == [["notifications", "rewards"], ["changelog"]]
+    assert steps[-1] == "hand off changelog" and M1 in members
 
 
-async def test_a_failed_delivery_is_sent_again_before_the_event_is_acked(pipeline, monkeypatch):
-    sink = outgoing.sink
-    deliver, failures = sink.deliver, []
+async def _after(acknowledged: asyncio.Future, steps: list[str], kind: str) -> int:
+    await acknowledged
+    steps.append(f"acknowledged {kind}")
+    return 0
 
-    async def failing_once(topic, partition, records):
-        if topic_names.kind_of(topic) == "rewards" and not failures:
-            failures.append(topic)
-            raise ConnectionError("broker went away")
-        return await deliver(topic, partition, records)
 
-    monkeypatch.setattr(sink, "deliver", failing_once)
+async def test_a_failed_hand_off_or_delivery_is_sent_again_before_the_event_is_acked(pipeline, monkeypatch):
+    hand_off, failures = outgoing.sink.hand_off, []
+
+    async def failing(topic, partition, records):
+        kind = topic_names.kind_of(topic)
+        if kind == "rewards" and len(failures) == 0:
+            failures.append("hand-off")
+            raise ConnectionError("producer buffer full")
+        if kind == "rewards" and len(failures) == 1:
+            failures.append("delivery")
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(ConnectionError("broker went away"))
+            return failed
+        return await hand_off(topic, partition, records)
+
+    monkeypatch.setattr(outgoing.sink, "hand_off", failing)
     retries = REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) or 0
 
     await pipeline.put("shares", raw(share("e1")))
 
-    assert failures and summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # once, after the retry
-    assert REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) == retries + 1
+    assert failures == ["hand-off", "delivery"]
+    assert REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) == retries + 2
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # what the third try handed off
     assert pipeline.changelog() == [(M1, members[M1])]
 
 
@@ -304,13 +325,14 @@ async def test_a_batch_writes_each_changed_member_once(pipeline):
 
 async def test_events_arriving_while_a_batch_is_delivered_each_count_once(pipeline, monkeypatch):
     """The next batch fills while this one waits for the broker: it must collect the new events."""
-    deliver = outgoing.sink.deliver
+    hand_off = outgoing.sink.hand_off
 
     async def slow(topic, partition, records):
+        delivered = await hand_off(topic, partition, records)
         await asyncio.sleep(0.05)
-        return await deliver(topic, partition, records)
+        return delivered
 
-    monkeypatch.setattr(outgoing.sink, "deliver", slow)
+    monkeypatch.setattr(outgoing.sink, "hand_off", slow)
     first = asyncio.ensure_future(pipeline.put("shares", raw(share("e1"))))
     await asyncio.sleep(0.03)  # the first batch is being delivered now
     await pipeline.put_many([("shares", raw(share("e2")), M1), ("shares", raw(share("e3")), M1)])
