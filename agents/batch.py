@@ -82,7 +82,7 @@ class BatchPipeline:
         for batch in reversed(self._in_flight):
             if key in batch.changed:
                 return batch.changed[key][0]
-        return self._table.get(key)
+        return self._table.data.get(key)  # the store itself: Table.get would look the key up twice
 
     async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
         """Hand the batch's outputs to the producer and queue it for the writer."""

@@ -38,7 +38,7 @@ async def index_devices(stream) -> None:
                     _link(states, event, orjson.loads(message.value))
                 except Exception as exc:  # one bad link must not stop the index
                     log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
-                    metrics.EVENTS.labels("devices", "dead_lettered").inc()
+                    metrics.count_event("devices", "dead_lettered")
                     emit_dead_letter(message, "processing_error", type(exc).__name__)
             await pipeline.submit(states, events)
     finally:
@@ -49,7 +49,7 @@ def _link(states: BatchStates, event, link: dict) -> None:
     key = event.message.key
     entry, flags = apply_link(states.get(key) or {}, link)
     states.put(key, entry or None, event)
-    metrics.EVENTS.labels("devices", "applied").inc()
+    metrics.count_event("devices", "applied")
     for member_id, evidence in flags:
         flag = {"event_id": stable_id("flag", member_id, RULE, evidence["device"], evidence["referrer_id"]),
                 "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),

@@ -57,7 +57,7 @@ async def _batch(events: list) -> None:
         except Exception as exc:  # one event's failure must not stop the stream
             log.exception("processing failed: topic=%s partition=%s offset=%s",
                           message.topic, message.partition, message.offset)
-            metrics.EVENTS.labels(kind, "dead_lettered").inc()
+            metrics.count_event(kind, "dead_lettered")
             emit_dead_letter(message, "processing_error", type(exc).__name__)
     await pipeline.submit(states, events)
     now = time.time()
@@ -70,14 +70,14 @@ def _input(states: BatchStates, kind: str, event) -> int | None:
     message = event.message
     decoded = decode_event(kind, message.key, message.value)
     if isinstance(decoded, Rejection):
-        metrics.EVENTS.labels(kind, "dead_lettered").inc()
+        metrics.count_event(kind, "dead_lettered")
         emit_dead_letter(message, decoded.code, decoded.detail)
         return None
     member_key = decoded["member_id"].encode()
     if not message.key:
         # Keyless: send it back keyed by member so it lands in the member's own partition.
         outgoing.add(message.topic, member_key, message.value)
-        metrics.EVENTS.labels(kind, "rekeyed").inc()
+        metrics.count_event(kind, "rekeyed")
         return None
     result = apply_event(states.get(member_key), scrub(decoded, settings.pii_key), program)
     if result.outcome == DUPLICATE:
@@ -87,7 +87,7 @@ def _input(states: BatchStates, kind: str, event) -> int | None:
         states.put(member_key, result.state, event)
         projection.member_changed(member_key, result.state)
     schedule.set(member_key, result.next_due)
-    metrics.EVENTS.labels(kind, result.outcome).inc()
+    metrics.count_event(kind, result.outcome)
     return event_time_ms(decoded)
 
 

@@ -26,6 +26,21 @@ SEND_RETRIES = Counter("loyalty_producer_send_retries",
                        "Batches of outgoing messages sent again after a failed delivery, by topic kind.", ["topic"])
 DUE_SCHEDULED = Gauge("loyalty_due_scheduled", "Members with due work scheduled on this worker.")
 
+_children: dict[tuple, object] = {}
+
+
+def labelled(metric, *values: str):
+    """`metric.labels(*values)`, looked up once: labels() costs a lock and a validation per call."""
+    child = _children.get((metric, values))
+    if child is None:
+        child = _children[(metric, values)] = metric.labels(*values)
+    return child
+
+
+def count_event(kind: str, outcome: str) -> None:
+    labelled(EVENTS, kind, outcome).inc()
+
+
 _FLOW_OF_REWARD = {"points_pending": "pending", "points_clawed_back": "clawed_back",
                    "points_redeemed": "redeemed", "points_expired": "expired", "points_adjusted": "adjusted"}
 
@@ -35,9 +50,9 @@ def count_reward(reward: dict) -> None:
     kind, points = reward["type"], abs(reward["points"])
     if kind == "points_earned":
         flow = "released" if reward.get("details", {}).get("released_from_pending") else "earned"
-        POINTS.labels(flow).inc(points)
+        labelled(POINTS, flow).inc(points)
     elif kind in _FLOW_OF_REWARD:
-        POINTS.labels(_FLOW_OF_REWARD[kind]).inc(points)
+        labelled(POINTS, _FLOW_OF_REWARD[kind]).inc(points)
     if kind == "points_redeemed":
         REDEMPTIONS.labels("approved", "").inc()
     elif kind == "redemption_rejected":
