@@ -82,7 +82,7 @@ class BatchPipeline:
         for batch in reversed(self._in_flight):
             if key in batch.changed:
                 return batch.changed[key][0]
-        return self._table.data.get(key)  # the store itself: Table.get would look the key up twice
+        return self._table.read(key)
 
     async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
         """Hand the batch's outputs to the producer and queue it for the writer."""
@@ -109,10 +109,7 @@ class BatchPipeline:
             await delivered
             for key, (state, event) in batch.changed.items():
                 at(event)
-                if state is None:
-                    self._table.pop(key, None)
-                else:
-                    self._table[key] = state  # assigned, never mutated in place: this reaches the changelog
+                self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
             await self._changelogs.flush()
             for event in events:
                 event.ack()

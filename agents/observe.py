@@ -168,7 +168,11 @@ async def recount_members() -> bool:
     started = time.monotonic()
     tiers: Counter[str] = Counter()
     segments: Counter[str] = Counter()
-    for i, state in enumerate(members.values()):
+    for i, raw in enumerate(members.values()):
+        try:
+            state = members.decode(raw)
+        except ValueError:  # not JSON: counted by neither (the due schedule reports it, loyalty_due_errors)
+            state = None
         if isinstance(state, dict):
             tiers[str(state.get("tier"))] += 1
             segments[str(state.get("segment") or UNASSIGNED)] += 1

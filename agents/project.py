@@ -17,7 +17,7 @@ def _paused() -> bool:
 
 
 if projection.enabled:
-    projection.attach(keys=members.keys, lookup=members.get, paused=_paused)
+    projection.attach(keys=members.keys, lookup=members.read, paused=_paused)
 
     @app.on_rebalance_complete.connect
     async def _resync_after_rebalance(sender, **kwargs) -> None:

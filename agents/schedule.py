@@ -34,9 +34,9 @@ async def _after_rebalance(sender, **kwargs) -> None:
 def _rebuild(now: int) -> None:
     """Schedule every member of the partitions this worker now owns."""
     schedule.clear()
-    for key, state in members.items():
+    for key, raw in members.items():
         try:
-            schedule.set(key, next_due(Member.from_dict(state), program, now))
+            schedule.set(key, next_due(Member.from_dict(members.decode(raw)), program, now))
         except Exception:  # one unreadable member must not stop due work for the others
             log.exception("cannot schedule member %r", key)
             metrics.DUE_ERRORS.inc()

@@ -22,7 +22,7 @@ ADMIN_ACTIONS = {"freeze": "member_frozen", "unfreeze": "member_unfrozen", "adju
 class MemberPage(View):
     @app.table_route(table=members, match_info="member_id")
     async def get(self, request: Request, member_id: str) -> Response:
-        state = members.get(member_id.encode())
+        state = members.read(member_id.encode())
         if state is None:
             return self.json({"error": "unknown_member", "member_id": member_id}, status=404)
         return self.json(member_view(state, program, int(time.time() * 1000)))

@@ -1,4 +1,7 @@
-"""A Faust table whose changelog records go out with the agent's batch (topics/outgoing.py).
+"""A Faust table of JSON objects whose changelog records go out with the agent's batch (topics/outgoing.py).
+
+Values are stored as the JSON bytes orjson makes, once (Faust's json codec would encode each
+write twice, for the store and for the changelog): `read`/`write` convert, `states()` iterates.
 
 Faust sends one changelog message per table write through its own producer buffer. Here
 `send_changelog` appends the same record (Faust's own key and value encoding, the partition of
@@ -12,13 +15,14 @@ Faust's own `_on_changelog_sent` calls.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import faust
+import orjson
 from faust.types import TP
 
 from topics.outgoing import OutgoingBatches
-
 
 MiB = 1024 * 1024
 
@@ -38,10 +42,32 @@ class BatchedChangelogTable(faust.Table):
     """`faust.Table` with its changelog written through an `OutgoingBatches`."""
 
     def __init__(self, app, *, outgoing: OutgoingBatches, **kwargs) -> None:
-        super().__init__(app, beacon=app.tables.beacon, options=ROCKSDB_OPTIONS,
-                         extra_topic_configs=CHANGELOG_TOPIC_CONFIG, **kwargs)
+        super().__init__(app, beacon=app.tables.beacon, options=ROCKSDB_OPTIONS, key_type=bytes,
+                         value_type=bytes, extra_topic_configs=CHANGELOG_TOPIC_CONFIG, **kwargs)
         self.outgoing = outgoing
         outgoing.on_delivered(self.changelog_topic.get_topic_name(), self._persist_offset)
+
+    def read(self, key: bytes) -> dict | None:
+        """The JSON object stored under `key` (None: none). Reads the store once (Table.get: twice)."""
+        raw = self.data.get(key)
+        return None if raw is None else self.decode(raw)
+
+    @staticmethod
+    def decode(raw: bytes) -> dict:
+        """A stored value as its JSON object (orjson.JSONDecodeError if it is not JSON)."""
+        return orjson.loads(raw)
+
+    def write(self, key: bytes, state: dict | None) -> None:
+        """Store `state` under `key` (None: delete); needs the current event's partition."""
+        if state is None:
+            self.pop(key, None)
+        else:
+            self[key] = orjson.dumps(state)
+
+    def states(self) -> Iterator[tuple[bytes, dict]]:
+        """Every (key, object) of the partitions this worker owns (`items()` gives the raw bytes)."""
+        for key, raw in self.items():
+            yield key, self.decode(raw)
 
     def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
         if partition is None:

@@ -10,6 +10,5 @@ devices = app.tables.add(BatchedChangelogTable(
     name="devices",
     outgoing=changelogs,
     partitions=settings.partitions,
-    key_type=bytes,
     help="Device hash -> {member id: referrer id}, for the shared-device referral check.",
 ))

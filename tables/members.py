@@ -1,7 +1,7 @@
 """The members table: each member's whole loyalty state, one JSON object per member id.
 
-Values are plain JSON objects (Faust's json codec, orjson-backed), stored in RocksDB (default)
-or memory per LOYALTY_STORE, with a compacted Kafka changelog written with the processing
+Values are JSON objects (stored as orjson bytes: `members.read`/`write`/`states`), in RocksDB
+(default) or memory per LOYALTY_STORE, with a compacted Kafka changelog written with the processing
 agent's outgoing batch (tables/changelog.py).
 Keys are the member id as UTF-8 bytes, exactly the input topics' keys.
 """
@@ -16,6 +16,5 @@ members = app.tables.add(BatchedChangelogTable(
     name="members",
     outgoing=changelogs,
     partitions=settings.partitions,
-    key_type=bytes,  # stored raw
     help="Loyalty state per member (ledger, tier, counters, recent event ids).",
 ))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 BOOTSTRAP = os.environ.get("LOYALTY_TEST_BOOTSTRAP", "127.0.0.1:9092")
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,8 +124,28 @@ class Deployment:
         return w
 
     def close(self) -> None:
+        """Stop the workers and delete every topic of this deployment (its own and Faust's, named
+        after the app id): a broker that keeps every test's partitions runs out of file handles."""
         for w in self.workers:
             w.stop()
+        delete_topics(self.prefix, self.env["LOYALTY_APP_ID"])
+
+
+def delete_topics(*name_parts: str) -> list[str]:
+    """Delete the topics whose names contain any of `name_parts`; returns their names."""
+
+    async def run() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            doomed = [t for t in await admin.list_topics() if any(part in t for part in name_parts)]
+            if doomed:
+                await admin.delete_topics(doomed)
+            return doomed
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
 
 
 def produce(messages: Iterable[tuple[str, bytes | None, bytes | None]], rate: float | None = None) -> int:

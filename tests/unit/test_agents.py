@@ -189,7 +189,7 @@ def summary(rewards: list[dict]) -> list[tuple]:
 
 
 def state_of(key: bytes = M1) -> Member:
-    return Member.from_dict(members[key])
+    return Member.from_dict(members.read(key))
 
 
 async def _no_declare() -> None:
@@ -226,7 +226,7 @@ async def test_share_earns_points_into_the_member_table(pipeline):
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
     assert pipeline.to("notifications") == []
     assert [s.key for s in pipeline.sent] == [M1]
-    assert pipeline.changelog() == [(M1, members[M1])]  # assigned back: the new state reaches the changelog
+    assert pipeline.changelog() == [(M1, members.read(M1))]  # assigned back: the new state reaches the changelog
 
 
 async def test_order_updates_the_table_and_emits_rewards_and_a_notification(pipeline):
@@ -243,7 +243,7 @@ async def test_order_updates_the_table_and_emits_rewards_and_a_notification(pipe
         ("points_pending", 223, "ord-o1")]
     assert [(s.kind, s.key) for s in pipeline.sent] == [("rewards", M1), ("rewards", M1), ("notifications", M1)]
     assert pipeline.to("dead-letters") == []
-    assert pipeline.changelog() == [(M1, members[M1])]
+    assert pipeline.changelog() == [(M1, members.read(M1))]
 
 
 async def test_events_of_two_members_keep_separate_states(pipeline):
@@ -311,7 +311,7 @@ async def test_a_failed_hand_off_or_delivery_is_sent_again_before_the_event_is_a
     assert failures == ["hand-off", "delivery"]
     assert REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) == retries + 2
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # what the third try handed off
-    assert pipeline.changelog() == [(M1, members[M1])]
+    assert pipeline.changelog() == [(M1, members.read(M1))]
 
 
 async def test_a_batch_writes_each_changed_member_once(pipeline):
@@ -356,13 +356,13 @@ async def test_an_event_replayed_after_its_state_was_lost_sends_the_same_bytes(p
 
 async def test_a_duplicate_event_id_sends_nothing_and_changes_nothing(pipeline):
     await pipeline.put("shares", raw(share("e1")))
-    before, sent_before = members[M1], len(pipeline.sent)
+    before, sent_before = members.read(M1), len(pipeline.sent)
     pipeline.changelog()
 
     await pipeline.put("shares", raw(share("e1")))  # redelivered
     await pipeline.put("shares", raw(share("e1", at="2025-03-04T10:00:00.000+08:00")))  # same id, other content
 
-    assert members[M1] == before
+    assert members.read(M1) == before
     assert len(pipeline.sent) == sent_before == 1
     # The same state written again: after a crash the local store may hold it while the changelog does not.
     assert pipeline.changelog() == [(M1, before), (M1, before)]
@@ -460,7 +460,7 @@ async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, m
 
 async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipeline):
     await pipeline.put("shares", raw(share("e1")))
-    before = members[M1]
+    before = members.read(M1)
 
     bad = await pipeline.put("due", b"not json")
     await pipeline.put("shares", raw(share("e2")))
@@ -517,7 +517,7 @@ async def test_a_due_message_releases_pending_points(pipeline):
         ("points_earned", {"points": 100, "rule": "first_order_bonus"}),
         ("points_earned", {"points": 123, "rule": "order"})]
     assert {s.key for s in pipeline.sent} == {M1}
-    assert pipeline.changelog() == [(M1, members[M1])]
+    assert pipeline.changelog() == [(M1, members.read(M1))]
     # rescheduled at the core's next due instant after the release
     due_at = next_due(member, program, RELEASE_AT_MS)
     assert due_at is not None and due_at > RELEASE_AT_MS
@@ -526,12 +526,12 @@ async def test_a_due_message_releases_pending_points(pipeline):
 
 async def test_an_early_due_message_changes_nothing(pipeline):
     await pipeline.put("orders", raw(order("o1")))
-    before, sent_before = members[M1], len(pipeline.sent)
+    before, sent_before = members.read(M1), len(pipeline.sent)
     pipeline.changelog()
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS - 1}))
 
-    assert members[M1] == before
+    assert members.read(M1) == before
     assert len(pipeline.sent) == sent_before
     assert pipeline.changelog() == []
     assert schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
@@ -540,11 +540,11 @@ async def test_an_early_due_message_changes_nothing(pipeline):
 async def test_a_due_message_twice_releases_once(pipeline):
     await pipeline.put("orders", raw(order("o1")))
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))
-    after, sent_after = members[M1], len(pipeline.sent)
+    after, sent_after = members.read(M1), len(pipeline.sent)
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS + 1}))
 
-    assert members[M1] == after
+    assert members.read(M1) == after
     assert len(pipeline.sent) == sent_after
 
 
@@ -562,7 +562,8 @@ async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
 async def test_rebuild_schedules_every_member_of_the_table_and_skips_unreadable_ones(pipeline):
     await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
-    members.data[b"broken"] = {"member_id": "broken"}  # straight into the store: not a valid member
+    members.data[b"broken"] = b'{"member_id": "broken"}'  # straight into the store: not a valid member
+    members.data[b"garbled"] = b"{not json"
     errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
     schedule.clear()
 
@@ -572,7 +573,7 @@ async def test_rebuild_schedules_every_member_of_the_table_and_skips_unreadable_
     assert len(schedule) == 2
     assert schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
     assert schedule.pop_due(m2_due) == [(b"m2", m2_due)]
-    assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 1
+    assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 2
 
 
 async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkeypatch):
@@ -593,3 +594,17 @@ async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkey
     assert (due.kind, due.key) == ("due", b"m1")
     assert before <= due.json["at"] <= after
     assert schedule.pop_due(later) == [(b"m2", later)]
+
+
+async def test_the_members_recount_counts_by_tier_and_segment_and_skips_unreadable_values(pipeline):
+    observe = importlib.import_module("agents.observe")
+    await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
+    await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
+    members.data[b"garbled"] = b"{not json"
+
+    assert await observe.recount_members()
+
+    assert REGISTRY.get_sample_value("loyalty_members_by_tier", {"tier": "bronze"}) == 2
+    segments = {s: REGISTRY.get_sample_value("loyalty_members_by_segment", {"segment": s}) or 0
+                for s in ("new", "active", "unassigned")}
+    assert sum(segments.values()) == 2
