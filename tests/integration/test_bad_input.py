@@ -48,6 +48,7 @@ def test_bad_input_is_dead_lettered_and_the_stream_goes_on(deployment):
     oversized = next(r for r in letters if r["error"] == "oversized")
     assert oversized["partition"] >= 0 and oversized["offset"] >= 0 and oversized["key"] == "bob"
 
-    wait_for(lambda: (worker.member("bob") or {}).get("points", {}).get("available") == 15, show=lambda: (worker.member("bob"), worker.log_tail(80)))
+    wait_for(lambda: (worker.member("bob") or {}).get("points", {}).get("available") == 15,
+             show=lambda: (worker.member("bob"), worker.log_tail(80)))
     assert worker.alive()
     assert worker.get("/health")[0] == 200
