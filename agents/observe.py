@@ -5,16 +5,21 @@
 - `observe_consumer`, a 1 s timer: consumer lag and committed offset per input partition this
   worker owns (highwater from the last fetch response minus the committed offset; no broker
   round trip except one log-start lookup for a partition the group has never committed).
-- `count_members`, a task that recounts members by tier and by lifecycle segment from the local
-  members table every LOYALTY_TIER_SCAN_INTERVAL (default PT30S, but see below) and after each
-  rebalance.
+- members by tier and by lifecycle segment: `member_changed`, called by the processing agent for
+  every state it changes, moves the gauges at once (only when the tier or segment changed, or a
+  member came or went); `count_members`, a task, recounts them from the local members table after
+  each rebalance (the owned partitions changed) and every LOYALTY_TIER_SCAN_INTERVAL (default
+  PT1H) to correct any drift (a change applied while a recount runs may be counted twice or not
+  at all until the next one).
 
-The recount reads and decodes every member this worker owns (RocksDB iterates the active
-partitions only): one JSON decode per member, from about 4 us for a new member (~1 KB of state) to
-35-50 us for one with a long history (~10-13 KB). It yields to the event loop every 100 members so
-processing goes on meanwhile, and the next recount waits at least 20 times as long as the last one
-took, so it never takes more than about 5% of the worker's time (a million long-history members:
-~40 s per recount, one every ~15 min). loyalty_members_scan_duration_seconds shows the real figure.
+A periodic full recount every 30 s used to take 3-13 % of a worker's CPU at 100,000 members and put
+a 100-200 ms step into the p99 latency (docs/benchmarks.md). The recount reads and decodes every
+member this worker owns (RocksDB iterates the active partitions only): one JSON decode per member,
+from about 4 us for a new member (~1 KB of state) to 35-50 us for one with a long history (~10-13
+KB). It yields to the event loop every 100 members so processing goes on meanwhile, and the next
+recount waits at least 20 times as long as the last one took, so it never takes more than about 5%
+of the worker's time (a million long-history members: ~40 s per recount, one every ~15 min).
+loyalty_members_scan_duration_seconds shows the real figure.
 
 Faust internals read here (checked against faust-streaming 0.15.3): `Consumer._committed_offset`
 (the committed offset per partition, seeded from the broker on assignment and updated after each
@@ -160,6 +165,23 @@ for _segment in SEGMENTS:
     metrics.MEMBERS_BY_SEGMENT.labels(_segment).set(0)
 
 
+def _tier_and_segment(state: dict | None) -> tuple[str, str] | None:
+    return None if state is None else (str(state.get("tier")), str(state.get("segment") or UNASSIGNED))
+
+
+def member_changed(before: dict | None, after: dict | None) -> None:
+    """Move the tier and segment gauges for one member whose state went from `before` to `after`."""
+    old, new = _tier_and_segment(before), _tier_and_segment(after)
+    if old == new:
+        return
+    if old is not None:
+        metrics.labelled(metrics.MEMBERS_BY_TIER, old[0]).dec()
+        metrics.labelled(metrics.MEMBERS_BY_SEGMENT, old[1]).dec()
+    if new is not None:
+        metrics.labelled(metrics.MEMBERS_BY_TIER, new[0]).inc()
+        metrics.labelled(metrics.MEMBERS_BY_SEGMENT, new[1]).inc()
+
+
 async def recount_members() -> bool:
     """Count the members of the partitions this worker owns by tier and segment.
 
@@ -174,8 +196,9 @@ async def recount_members() -> bool:
         except ValueError:  # not JSON: counted by neither (the due schedule reports it, loyalty_due_errors)
             state = None
         if isinstance(state, dict):
-            tiers[str(state.get("tier"))] += 1
-            segments[str(state.get("segment") or UNASSIGNED)] += 1
+            tier, segment = _tier_and_segment(state)
+            tiers[tier] += 1
+            segments[segment] += 1
         if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
             await asyncio.sleep(0)
             if app.rebalancing:
@@ -191,7 +214,7 @@ def _publish(gauge, label: str, counts: Counter[str], always: set[str]) -> None:
     """Set every label value counted now, always exported or counted before (0 when none now)."""
     exported = {sample.labels[label] for family in gauge.collect() for sample in family.samples}
     for value in always | set(counts) | exported:
-        gauge.labels(value).set(counts.get(value, 0))
+        metrics.labelled(gauge, value).set(counts.get(value, 0))
 
 
 @app.task

@@ -15,6 +15,7 @@ import orjson
 
 from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchPipeline, BatchStates, at
 from agents.emit import emit_dead_letter, emit_outputs
+from agents.observe import member_changed
 from agents.schedule import schedule
 from stream_app import metrics
 from stream_app.app import app, program, settings, topic_names
@@ -79,12 +80,14 @@ def _input(states: BatchStates, kind: str, event) -> int | None:
         outgoing.add(message.topic, member_key, message.value)
         metrics.count_event(kind, "rekeyed")
         return None
-    result = apply_event(states.get(member_key), scrub(decoded, settings.pii_key), program)
+    before = states.get(member_key)
+    result = apply_event(before, scrub(decoded, settings.pii_key), program)
     if result.outcome == DUPLICATE:
         states.keep(member_key, event)
     else:
         emit_outputs(member_key, result)
         states.put(member_key, result.state, event)
+        member_changed(before, result.state)
         projection.member_changed(member_key, result.state)
     schedule.set(member_key, result.next_due)
     metrics.count_event(kind, result.outcome)
@@ -101,5 +104,6 @@ def _due(states: BatchStates, event) -> None:
     if result.state is not state:
         emit_outputs(key, result)
         states.put(key, result.state, event)
+        member_changed(state, result.state)
         projection.member_changed(key, result.state)
     schedule.set(key, result.next_due)

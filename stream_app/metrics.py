@@ -84,9 +84,10 @@ COMMITTED_OFFSET = Gauge("loyalty_consumer_committed_offset",
 ASSIGNED_PARTITIONS = Gauge("loyalty_consumer_assigned_partitions",
                             "Input partitions (all topic kinds) assigned to this worker.")
 
-# -- Member state, recounted from the local table by agents/observe.py ------------------------------
+# -- Member state, kept by agents/observe.py (incremental, recounted from the table) ---------------------------
 MEMBERS_BY_TIER = Gauge("loyalty_members_by_tier", "Members by tier in the partitions this worker owns "
-                        "(recounted at most every LOYALTY_TIER_SCAN_INTERVAL, default 30 s).", ["tier"])
+                        "(moved by every change, recounted after rebalances and every "
+                        "LOYALTY_TIER_SCAN_INTERVAL).", ["tier"])
 MEMBERS_BY_SEGMENT = Gauge("loyalty_members_by_segment", "Members by lifecycle segment in the partitions this "
                            "worker owns (same recount as loyalty_members_by_tier).", ["segment"])
 MEMBERS_SCAN_DURATION = Gauge("loyalty_members_scan_duration_seconds",

@@ -608,3 +608,17 @@ async def test_the_members_recount_counts_by_tier_and_segment_and_skips_unreadab
     segments = {s: REGISTRY.get_sample_value("loyalty_members_by_segment", {"segment": s}) or 0
                 for s in ("new", "active", "unassigned")}
     assert sum(segments.values()) == 2
+
+
+async def test_the_tier_and_segment_gauges_follow_each_change_between_recounts(pipeline):
+    def gauge(name: str, label: str, value: str) -> float:
+        return REGISTRY.get_sample_value(name, {label: value}) or 0
+
+    bronze = gauge("loyalty_members_by_tier", "tier", "bronze")
+    await pipeline.put("shares", raw(share("e1", member_id="m9")), key=b"m9")  # a new member
+    assert gauge("loyalty_members_by_tier", "tier", "bronze") == bronze + 1
+
+    await pipeline.put("shares", raw(share("e2", member_id="m9")), key=b"m9")  # same tier: no move
+    erased = {"event_id": "x1", "member_id": "m9", "occurred_at": PAID_AT, "type": "member_erased"}
+    await pipeline.put("members", raw(erased), key=b"m9")
+    assert gauge("loyalty_members_by_tier", "tier", "bronze") == bronze
