@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Quick before/after check: one fresh worker drains a 60,000-event backlog (5,000 members, seed 3).
-# Usage: bench/drain.sh LABEL   (needs `make up`; uses web port 6091 and its own topic prefix)
+# Usage: bench/drain.sh LABEL   (needs `make up`; uses web port 6091 and its own topics, deleted at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=drain$RANDOM; work=$(mktemp -d)
-trap 'kill "$worker" 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+  kill "$worker" 2>/dev/null && wait "$worker" 2>/dev/null
+  rm -rf "$work"
+  .venv/bin/python -c "from tests.integration.harness import delete_topics; delete_topics('$tag')" > /dev/null
+}
+trap cleanup EXIT
 LOYALTY_TOPIC_PREFIX=$tag. LOYALTY_APP_ID=$tag LOYALTY_DATA_DIR=$work LOYALTY_WEB_PORT=6091 \
   .venv/bin/loyalty worker -l warn > "$work/worker.log" 2>&1 &
 worker=$!
