@@ -21,13 +21,18 @@ replays it. A failed delivery is handed over again until it succeeds (topics/out
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from faust.streams import _current_event
 from faust.types import EventT
 
 from topics.outgoing import OutgoingBatches
+
+log = logging.getLogger(__name__)
 
 BATCH_MAX = 1000  # events per batch at most
 BATCH_WITHIN = 0.01  # seconds a batch waits to fill up: what a quiet stream adds to latency
@@ -74,8 +79,30 @@ class BatchPipeline:
         self._queue: asyncio.Queue | None = None
         self._writer: asyncio.Task | None = None
 
-    def batch(self) -> BatchStates:
-        return BatchStates(self)
+    async def consume(self, stream, apply: Callable[[BatchStates, EventT], Any],
+                      failed: Callable[[EventT, Exception], None],
+                      submitted: Callable[[list], None] | None = None) -> None:
+        """Work through `stream` batch by batch until it ends: `apply` each event to the batch's
+        states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
+        would ack the message silently), submit the batch, then call `submitted` with what
+        `apply` returned for each event (None left out)."""
+        try:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+                states, returned = BatchStates(self), []
+                for event in events:
+                    at(event)
+                    try:
+                        returned.append(apply(states, event))
+                    except Exception as exc:  # one event's failure must not stop the stream
+                        message = event.message
+                        log.exception("processing failed: topic=%s partition=%s offset=%s",
+                                      message.topic, message.partition, message.offset)
+                        failed(event, exc)
+                await self.submit(states, events)
+                if submitted is not None:
+                    submitted([r for r in returned if r is not None])
+        finally:
+            await self.stop()
 
     def latest(self, key: bytes) -> dict | None:
         """The member's newest state: from the newest batch in flight that changed it, else the table."""

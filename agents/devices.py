@@ -6,12 +6,11 @@ applies them.
 """
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import orjson
 
-from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchPipeline, BatchStates, at
+from agents.batch import BatchPipeline, BatchStates
 from agents.emit import emit_dead_letter
 from stream_app import metrics
 from stream_app.app import app, topic_names
@@ -20,7 +19,6 @@ from stream_app.outputs import stable_id
 from tables.devices import devices
 from topics.channels import changelogs, outgoing, raw_topic
 
-log = logging.getLogger(__name__)
 device_links = raw_topic("devices")
 ADMIN = topic_names.name("admin")
 pipeline = BatchPipeline(devices, outgoing, changelogs)
@@ -28,26 +26,17 @@ pipeline = BatchPipeline(devices, outgoing, changelogs)
 
 @app.agent(device_links, concurrency=1)
 async def index_devices(stream) -> None:
-    try:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            states = pipeline.batch()
-            for event in events:
-                message = event.message
-                at(event)
-                try:
-                    _link(states, event, orjson.loads(message.value))
-                except Exception as exc:  # one bad link must not stop the index
-                    log.exception("device link failed: partition=%s offset=%s", message.partition, message.offset)
-                    metrics.count_event("devices", "dead_lettered")
-                    emit_dead_letter(message, "processing_error", type(exc).__name__)
-            await pipeline.submit(states, events)
-    finally:
-        await pipeline.stop()
+    await pipeline.consume(stream, _link, _failed)
 
 
-def _link(states: BatchStates, event, link: dict) -> None:
+def _failed(event, exc: Exception) -> None:
+    metrics.count_event("devices", "dead_lettered")
+    emit_dead_letter(event.message, "processing_error", type(exc).__name__)
+
+
+def _link(states: BatchStates, event) -> None:
     key = event.message.key
-    entry, flags = apply_link(states.get(key) or {}, link)
+    entry, flags = apply_link(states.get(key) or {}, orjson.loads(event.message.value))
     states.put(key, entry or None, event)
     metrics.count_event("devices", "applied")
     for member_id, evidence in flags:

@@ -8,12 +8,11 @@ escaping a Faust agent would ack the message silently).
 """
 from __future__ import annotations
 
-import logging
 import time
 
 import orjson
 
-from agents.batch import BATCH_MAX, BATCH_WITHIN, BatchPipeline, BatchStates, at
+from agents.batch import BatchPipeline, BatchStates
 from agents.emit import emit_dead_letter, emit_outputs
 from agents.observe import member_changed
 from agents.schedule import schedule
@@ -26,7 +25,6 @@ from tables.redis_projection import projection
 from topics.channels import changelogs, consumed, declare_all, outgoing
 from topics.validation import Rejection, decode_event
 
-log = logging.getLogger(__name__)
 KIND_OF_TOPIC = {**topic_names.inputs, topic_names.name("due"): "due"}
 pipeline = BatchPipeline(members, outgoing, changelogs)
 
@@ -34,33 +32,26 @@ pipeline = BatchPipeline(members, outgoing, changelogs)
 @app.agent(consumed, concurrency=1)
 async def process(stream) -> None:
     await declare_all()
-    try:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            await _batch(events)
-    finally:
-        await pipeline.stop()
+    await pipeline.consume(stream, _apply, _failed, _observe_latency)
 
 
-async def _batch(events: list) -> None:
-    states = pipeline.batch()
-    occurred: list[int] = []
-    for event in events:
-        message = event.message
-        kind = KIND_OF_TOPIC.get(message.topic, "unknown")
-        at(event)
-        try:
-            if kind == "unknown":
-                raise LookupError(f"no handler for topic {message.topic}")
-            if kind == "due":
-                _due(states, event)
-            elif (occurred_at := _input(states, kind, event)) is not None:
-                occurred.append(occurred_at)
-        except Exception as exc:  # one event's failure must not stop the stream
-            log.exception("processing failed: topic=%s partition=%s offset=%s",
-                          message.topic, message.partition, message.offset)
-            metrics.count_event(kind, "dead_lettered")
-            emit_dead_letter(message, "processing_error", type(exc).__name__)
-    await pipeline.submit(states, events)
+def _apply(states: BatchStates, event) -> int | None:
+    kind = KIND_OF_TOPIC.get(event.message.topic, "unknown")
+    if kind == "unknown":
+        raise LookupError(f"no handler for topic {event.message.topic}")
+    if kind == "due":
+        _due(states, event)
+        return None
+    return _input(states, kind, event)
+
+
+def _failed(event, exc: Exception) -> None:
+    metrics.count_event(KIND_OF_TOPIC.get(event.message.topic, "unknown"), "dead_lettered")
+    emit_dead_letter(event.message, "processing_error", type(exc).__name__)
+
+
+def _observe_latency(occurred: list[int]) -> None:
+    """From each event's occurred_at (ms) to its outputs being handed to the producer."""
     now = time.time()
     for occurred_at in occurred:
         metrics.LATENCY.observe(max(0.0, now - occurred_at / 1000))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.run import create_topics, delete_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {
@@ -34,12 +35,7 @@ MODES = {
 
 
 async def fill(bootstrap: str, topic: str, events: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 8, 1), NewTopic(f"{topic}.out", 8, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [topic, f"{topic}.out"], 8)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
@@ -52,18 +48,8 @@ async def fill(bootstrap: str, topic: str, events: int) -> None:
         await producer.stop()
 
 
-async def delete(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        await admin.delete_topics([t for t in topics if t in existing])
-    finally:
-        await admin.close()
-
-
 def run_mode(mode: str, topic: str, events: int, work: Path) -> float | None:
-    tag = uuid.uuid4().hex[:8]
+    tag = f"{topic}-{mode}"  # the app id, hence its changelog topic, names the input topic: deleted with it
     result = work / f"{mode}.rate"
     env = {**os.environ, "FLOOR_MODE": mode, "FLOOR_EVENTS": str(events), "FLOOR_TOPIC": topic,
            "FLOOR_TAG": tag, "FLOOR_RESULT": str(result), "FLOOR_DATA": str(work / tag), "FLOOR_PORT": "6198",
@@ -117,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((mode, what, rate))
                 print(f"{mode}: {rate or 'failed'}", file=sys.stderr, flush=True)
         finally:
-            asyncio.run(delete(args.bootstrap, [topic, f"{topic}.out"]))
+            asyncio.run(delete_topics(args.bootstrap, topic))
     rows.append(("core", "the service's loyalty core alone (decode, validate, apply, encode)", core_rate(100_000)))
     print("| mode | per event | events/s | µs/event |\n|---|---|---:|---:|")
     for mode, what, rate in rows:

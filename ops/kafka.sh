@@ -9,7 +9,9 @@ pidfile="$state/kafka.pid"
 port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+name=kafka
+# shellcheck source=ops/pidfile.sh
+. "$root/ops/pidfile.sh"
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 fetch() {
@@ -54,22 +56,10 @@ L4J
   echo "kafka: did not answer within 60 s; see $state/logs" >&2; exit 1
 }
 
-down() {
-  if running; then
-    pid="$(cat "$pidfile")"; kill "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-    echo "kafka: stopped"
-  else
-    echo "kafka: not started by this script"
-  fi
-  rm -f "$pidfile"
-}
-
 case "${1:-}" in
   up) up ;;
-  down) down ;;
-  status) if running; then echo "kafka: running (pid $(cat "$pidfile"))"; else echo "kafka: stopped"; exit 1; fi ;;
+  down) stop 30 ;;
+  status) status ;;
   reset) down; rm -rf "$state/data" ;;
   *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
 esac

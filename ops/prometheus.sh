@@ -40,7 +40,9 @@ install() {
   echo "prometheus: installed ($(tool prometheus), $(tool promtool))"
 }
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+name=prometheus
+# shellcheck source=ops/pidfile.sh
+. "$root/ops/pidfile.sh"
 ready() { (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 \
   && head -1 <&3 | grep -q ' 200 ') 2>/dev/null; }
 
@@ -63,24 +65,12 @@ up() {
   echo "prometheus: not ready within 20 s; see $state/prometheus.log" >&2; exit 1
 }
 
-down() {
-  if running; then
-    local pid; pid="$(cat "$pidfile")"; kill "$pid"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-    echo "prometheus: stopped"
-  else
-    echo "prometheus: not started by this script"
-  fi
-  rm -f "$pidfile"
-}
-
 case "${1:-}" in
   install) install ;;
   promtool-path) tool promtool ;;
   prometheus-path) tool prometheus ;;
   up) up ;;
-  down) down ;;
-  status) if running; then echo "prometheus: running (pid $(cat "$pidfile"))"; else echo "prometheus: stopped"; exit 1; fi ;;
+  down) stop 10 ;;
+  status) status ;;
   *) echo "usage: $0 install|promtool-path|prometheus-path|up|down|status" >&2; exit 2 ;;
 esac

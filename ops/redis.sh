@@ -7,7 +7,9 @@ state="$root/.local/redis"
 pidfile="$state/redis.pid"
 port="${REDIS_PORT:-6379}"
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+name=redis
+# shellcheck source=ops/pidfile.sh
+. "$root/ops/pidfile.sh"
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 binary() {
@@ -34,14 +36,9 @@ up() {
   echo "redis: did not start; see $state/redis.log" >&2; exit 1
 }
 
-down() {
-  if running; then kill "$(cat "$pidfile")"; echo "redis: stopped"; else echo "redis: not started by this script"; fi
-  rm -f "$pidfile"
-}
-
 case "${1:-}" in
   up) up ;;
-  down) down ;;
-  status) if running; then echo "redis: running (pid $(cat "$pidfile"))"; else echo "redis: stopped"; exit 1; fi ;;
+  down) stop 10 ;;
+  status) status ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 """A Faust table of JSON objects whose changelog records go out with the agent's batch (topics/outgoing.py).
 
 Values are stored as the JSON bytes orjson makes, once (Faust's json codec would encode each
-write twice, for the store and for the changelog): `read`/`write` convert, `states()` iterates.
+write twice, for the store and for the changelog): `read`/`write` convert, `decode` reads `items()`.
 
 Faust sends one changelog message per table write through its own producer buffer. Here
 `send_changelog` appends the same record (Faust's own key and value encoding, the partition of
@@ -15,13 +15,14 @@ Faust's own `_on_changelog_sent` calls.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import faust
 import orjson
 from faust.types import TP
 
+from stream_app.app import app, settings
+from topics.channels import changelogs
 from topics.outgoing import OutgoingBatches
 
 MiB = 1024 * 1024
@@ -64,11 +65,6 @@ class BatchedChangelogTable(faust.Table):
         else:
             self[key] = orjson.dumps(state)
 
-    def states(self) -> Iterator[tuple[bytes, dict]]:
-        """Every (key, object) of the partitions this worker owns (`items()` gives the raw bytes)."""
-        for key, raw in self.items():
-            yield key, self.decode(raw)
-
     def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
         if partition is None:
             raise RuntimeError(f"table {self.name}: a write outside an event has no partition")
@@ -82,3 +78,9 @@ class BatchedChangelogTable(faust.Table):
 
     def _persist_offset(self, partition: int, offset: int) -> None:
         self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
+
+
+def json_table(name: str, help: str) -> BatchedChangelogTable:
+    """A table of the app, with the app's partition count, its changelog sent with the agents' batches."""
+    return app.tables.add(BatchedChangelogTable(app, name=name, outgoing=changelogs,
+                                                partitions=settings.partitions, help=help))
