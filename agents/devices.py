@@ -14,8 +14,8 @@ from agents.batch import BatchPipeline, BatchStates
 from agents.emit import emit_dead_letter
 from stream_app import metrics
 from stream_app.app import app, topic_names
-from stream_app.devices import RULE, apply_link
-from stream_app.outputs import stable_id
+from stream_app.core.device_index import RULE, apply_link
+from stream_app.core.emitted import stable_id
 from tables.devices import devices
 from topics.channels import changelogs, outgoing, raw_topic
 

@@ -7,7 +7,7 @@ import orjson
 
 from stream_app import metrics
 from stream_app.app import topic_names
-from stream_app.engine import Result
+from stream_app.core.engine import Result
 from topics.channels import outgoing
 from topics.dead_letters import dead_letter
 

@@ -148,7 +148,7 @@ async def observe_consumer() -> None:
 
 
 # -- members by tier and segment -----------------------------------------------------------------
-SEGMENTS = ("new", "active", "loyal", "at_risk", "churned")  # stream_app/segments.py; always exported
+SEGMENTS = ("new", "active", "loyal", "at_risk", "churned")  # stream_app/core/segments.py; always exported
 UNASSIGNED = "unassigned"  # a member stored before it was first given a segment
 
 

@@ -18,8 +18,9 @@ from agents.observe import member_changed
 from agents.schedule import schedule
 from stream_app import metrics
 from stream_app.app import app, program, settings, topic_names
-from stream_app.engine import DUPLICATE, advance, apply_event, event_time_ms
-from stream_app.privacy import scrub
+from stream_app.core.engine import advance, apply_event, event_time_ms
+from stream_app.core.outcomes import DUPLICATE
+from stream_app.core.privacy import scrub
 from tables.members import members
 from tables.redis_projection import projection
 from topics.channels import changelogs, consumed, declare_all, outgoing

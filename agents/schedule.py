@@ -14,9 +14,9 @@ import orjson
 
 from stream_app import metrics
 from stream_app.app import app, program, settings
-from stream_app.engine import next_due
-from stream_app.member import Member
-from stream_app.schedule import DueSchedule
+from stream_app.core.due_schedule import DueSchedule
+from stream_app.core.engine import next_due
+from stream_app.core.member import Member
 from tables.members import members
 from topics.channels import produced
 

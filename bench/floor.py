@@ -66,10 +66,10 @@ def run_mode(mode: str, topic: str, events: int, work: Path) -> float | None:
 def core_rate(events: int) -> float:
     """Events/s of the pure core over the default mix (100,000 members): no Faust, no Kafka."""
     sys.path.insert(0, str(ROOT))
-    from stream_app.engine import apply_event
+    from stream_app.core.engine import apply_event
+    from stream_app.core.privacy import scrub
+    from stream_app.core.program import load_program
     from stream_app.loadgen import DEFAULT_MIX, generate
-    from stream_app.privacy import scrub
-    from stream_app.program import load_program
     from topics.validation import decode_event
 
     program = load_program(None)

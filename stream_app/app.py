@@ -5,7 +5,7 @@ import logging
 
 import faust
 
-from stream_app.program import load_program
+from stream_app.core.program import load_program
 from stream_app.settings import load_settings
 from topics.catalog import TopicNames
 

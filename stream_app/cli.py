@@ -283,7 +283,7 @@ def locate(message: str, text: str) -> int | None:
 
 
 def _check_program(args: argparse.Namespace) -> int:
-    from stream_app.program import ProgramError, parse_program
+    from stream_app.core.program import ProgramError, parse_program
 
     try:
         text = Path(args.file).read_text("utf-8")

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_app.program import ProgramError, parse_duration_ms
+from stream_app.core.program import ProgramError, parse_duration_ms
 
 DEFAULTS = {
     "LOYALTY_BROKER": "kafka://localhost:9092",

@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream_app.app import app, program, settings
-from stream_app.views import member_view
+from stream_app.core.read_model import member_view
 from tables.members import members
 from topics.validation import Rejection, decode_event
 

@@ -35,7 +35,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 from redis import exceptions as redis_errors
 
-from stream_app.ledger import Ledger
+from stream_app.core.ledger import Ledger
 from stream_app.settings import load_settings
 
 log = logging.getLogger(__name__)

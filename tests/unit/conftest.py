@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stream_app import engine
-from stream_app.member import Member
-from stream_app.program import Program, default_program_text, parse_program
+from stream_app.core import engine
+from stream_app.core.member import Member
+from stream_app.core.program import Program, default_program_text, parse_program
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SECOND = 1000

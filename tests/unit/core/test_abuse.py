@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app.abuse import check_velocity
-from stream_app.member import Member
+from stream_app.core.abuse import check_velocity
+from stream_app.core.member import Member
 from tests.unit.conftest import DAY, HOUR, MINUTE, MemberRun, build_program, iso, ms, rewards_of, summary, templates
 
 T0 = "2024-03-05T10:00:00+08:00"  # a Tuesday, not a member day

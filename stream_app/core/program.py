@@ -297,7 +297,7 @@ def parse_program(text: str) -> Program:
 
 
 def default_program_text() -> str:
-    return resources.files("stream_app").joinpath("default_program.toml").read_text("utf-8")
+    return resources.files("stream_app.core").joinpath("default_program.toml").read_text("utf-8")
 
 
 def load_program(path: str | None) -> Program:

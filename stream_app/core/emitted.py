@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from stream_app.calendar import rfc3339
-from stream_app.member import Member
-from stream_app.program import Program
+from stream_app.core.calendar import rfc3339
+from stream_app.core.member import Member
+from stream_app.core.program import Program
 
 
 def stable_id(prefix: str, *parts: str) -> str:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.member import Member
-from stream_app.notify_policy import apply_policy, in_quiet_hours, quiet_end_after, release_held
+from stream_app.core.member import Member
+from stream_app.core.notify_policy import apply_policy, in_quiet_hours, quiet_end_after, release_held
 from tests.unit.conftest import DAY, HOUR, MINUTE, SECOND, SHANGHAI, build_program, ms, templates, utc
 
 QUIET = {"notification_policy.quiet_start": '"22:00"', "notification_policy.quiet_end": '"08:00"',

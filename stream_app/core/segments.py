@@ -1,9 +1,9 @@
 """Lifecycle segments: new, active, loyal, at_risk, churned; win-back on entering at_risk."""
 from __future__ import annotations
 
-from stream_app.member import Member
-from stream_app.outputs import Outputs
-from stream_app.program import Program
+from stream_app.core.emitted import Outputs
+from stream_app.core.member import Member
+from stream_app.core.program import Program
 
 
 def segment_at(member: Member, program: Program, now: int) -> str:

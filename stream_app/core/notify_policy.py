@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from stream_app.calendar import local_date, to_ms
-from stream_app.member import Member
-from stream_app.program import Program
+from stream_app.core.calendar import local_date, to_ms
+from stream_app.core.member import Member
+from stream_app.core.program import Program
 
 
 def _second_of_day(ms: int, program: Program) -> int:

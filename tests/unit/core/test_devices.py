@@ -1,4 +1,4 @@
-"""Devices: the device index core (stream_app.devices.apply_link) flags a referee who shares a device
+"""Devices: the device index core (stream_app.core.device_index.apply_link) flags a referee who shares a device
 with its referrer, whichever logs in first; the engine announces a member's devices as links, and an
 operator's (or the device agent's) member_flagged freezes the member."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.devices import RULE, apply_link
-from stream_app.engine import MAX_DEVICES
+from stream_app.core.device_index import RULE, apply_link
+from stream_app.core.handlers import MAX_DEVICES
 from tests.unit.conftest import DAY, MINUTE, MemberRun, ms, rewards_of, summary
 
 T0 = "2024-03-05T10:00:00+08:00"

@@ -1,8 +1,8 @@
 """Abuse monitoring: velocity limits per member over a sliding window of event time."""
 from __future__ import annotations
 
-from stream_app.member import Member
-from stream_app.program import Program
+from stream_app.core.member import Member
+from stream_app.core.program import Program
 
 _KIND_OF_TYPE = {"review_posted": "reviews", "share": "shares", "login": "devices"}
 

@@ -32,8 +32,8 @@ import pytest
 from faust.types import Message
 from prometheus_client import REGISTRY
 
-from stream_app.engine import next_due
-from stream_app.member import Member
+from stream_app.core.engine import next_due
+from stream_app.core.member import Member
 from topics.validation import validate_output
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream_app.ledger import Ledger
+from stream_app.core.ledger import Ledger
 
 
 @dataclass(slots=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app import engine
-from stream_app.member import Member
-from stream_app.program import parse_program
+from stream_app.core import engine
+from stream_app.core.member import Member
+from stream_app.core.program import parse_program
 from tests.unit.conftest import DAY, FEATURES_OFF, HOUR, MINUTE, iso, ms, toml_with
 
 START = ms("2024-03-01T00:00:00+08:00")

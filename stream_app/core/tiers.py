@@ -1,10 +1,10 @@
 """Tier qualification: upgrade at once, downgrade one tier after a grace period below threshold."""
 from __future__ import annotations
 
-from stream_app.calendar import rfc3339
-from stream_app.member import Member
-from stream_app.outputs import Outputs
-from stream_app.program import Program
+from stream_app.core.calendar import rfc3339
+from stream_app.core.emitted import Outputs
+from stream_app.core.member import Member
+from stream_app.core.program import Program
 
 
 def qualifying_points(member: Member, program: Program, now: int) -> int:

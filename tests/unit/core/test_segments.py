@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app import engine
-from stream_app.member import Member, Order
-from stream_app.segments import segment_at, segment_due_at
+from stream_app.core import engine
+from stream_app.core.member import Member, Order
+from stream_app.core.segments import segment_at, segment_due_at
 from tests.unit.conftest import HOUR, MINUTE, build_program, ms, rewards_of, templates, utc
 
 T0 = "2024-03-05T10:00:00+08:00"  # a Tuesday, not a member day

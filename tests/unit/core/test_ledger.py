@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app.ledger import Ledger, Lot
+from stream_app.core.ledger import Ledger, Lot
 
 
 def lot(lot_id: str, points: int, *, released: bool = True, available_at: int = 0, expires_at: int = 1000,

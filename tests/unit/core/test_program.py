@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from stream_app.program import ProgramError, load_program, parse_duration_ms, parse_program
+from stream_app.core.program import ProgramError, load_program, parse_duration_ms, parse_program
 from tests.unit.conftest import DAY, HOUR, MINUTE, SECOND, build_program, toml_with
 
 

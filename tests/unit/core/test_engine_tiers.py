@@ -2,7 +2,7 @@
 less clawbacks; upgrade at once; below threshold -> tier_at_risk, still below after 30 days -> one tier down."""
 from __future__ import annotations
 
-from stream_app.tiers import qualifying_points, tier_due_at
+from stream_app.core.tiers import qualifying_points, tier_due_at
 from tests.unit.conftest import DAY, due, ms, summary, utc
 
 T0 = "2024-03-05T10:00:00+08:00"

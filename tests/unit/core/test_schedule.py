@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.schedule import DueSchedule
+from stream_app.core.due_schedule import DueSchedule
 
 
 def test_pop_due_returns_members_due_at_or_before_now_earliest_first():

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from stream_app import cli
+from stream_app.core.program import default_program_text
 from stream_app.loadgen import DEFAULT_MIX, Delivery, generate
-from stream_app.program import default_program_text
-from tests.unit.test_loadgen import FakeProducer, all_topics
+from tests.unit.shell.test_loadgen import FakeProducer, all_topics
 
 DEFAULT = default_program_text()
 

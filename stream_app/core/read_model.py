@@ -1,10 +1,10 @@
 """What `GET /members/{id}` shows, computed from a member's stored state at an instant."""
 from __future__ import annotations
 
-from stream_app.calendar import active_campaigns, rfc3339
-from stream_app.member import Member
-from stream_app.program import Program
-from stream_app.tiers import next_tier, qualifying_points
+from stream_app.core.calendar import active_campaigns, rfc3339
+from stream_app.core.member import Member
+from stream_app.core.program import Program
+from stream_app.core.tiers import next_tier, qualifying_points
 
 EXPIRING_HORIZON_MS = 30 * 86_400_000
 

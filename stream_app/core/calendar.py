@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from stream_app.program import Campaign, Program
+from stream_app.core.program import Campaign, Program
 
 
 def to_ms(moment: datetime) -> int:

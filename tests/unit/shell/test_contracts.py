@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.program import default_program_text, parse_duration_ms, program_from_dict
+from stream_app.core.program import default_program_text, parse_duration_ms, program_from_dict
 from stream_app.settings import DEFAULTS, load_settings
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
 from topics.validation import load_schema
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
 SCHEMA_DIR = ROOT / "topics" / "schemas"
 OWN_DOCS = ("contracts.md", "configuration.md", "program.md", "http.md")
@@ -199,7 +199,7 @@ def test_every_reward_type_is_documented() -> None:
 
 
 def _emitted(pattern: str) -> set[str]:
-    return {name for path in (ROOT / "stream_app").glob("*.py")
+    return {name for path in (ROOT / "stream_app").rglob("*.py")
             for name in re.findall(pattern, path.read_text("utf-8"))}
 
 
@@ -263,7 +263,7 @@ def test_every_packaged_program_key_is_documented() -> None:
 
 
 def test_every_key_program_py_reads_is_documented() -> None:
-    names = set(re.findall(r'\b(?:get|count|duration|section)\(\s*"(\w+)"', source("stream_app/program.py")))
+    names = set(re.findall(r'\b(?:get|count|duration|section)\(\s*"(\w+)"', source("stream_app/core/program.py")))
     assert {"timezone", "return_window", "weekdays", "max_event_ids"} <= names
     keys = program_rows()
     for name in names:

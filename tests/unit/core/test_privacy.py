@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.privacy import keyed_hash, scrub
+from stream_app.core.privacy import keyed_hash, scrub
 
 KEY = b"k" * 32
 OTHER_KEY = b"j" * 32

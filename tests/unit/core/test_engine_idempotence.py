@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from stream_app import engine
-from stream_app.outputs import stable_id
+from stream_app.core import engine
+from stream_app.core.emitted import stable_id
 from tests.unit.conftest import DAY, EventFactory, ms
 
 T0 = "2024-03-05T10:00:00+08:00"

@@ -1,0 +1,131 @@
+"""Due work: what time alone does to a member (release, expiry, warnings, birthday, tier, segment).
+
+`catch_up` steps through every exact instant at which work fell due, so results and ids do not
+depend on when a tick or the next event arrives; `next_due` is what the shell schedules.
+"""
+from __future__ import annotations
+
+from stream_app.core.calendar import birthday_in_year, local_date, local_midnight_ms, rfc3339
+from stream_app.core.earning import earn_available
+from stream_app.core.emitted import Outputs
+from stream_app.core.member import Member
+from stream_app.core.notify_policy import held_due_at
+from stream_app.core.program import Program
+from stream_app.core.segments import evaluate_segment, segment_due_at
+from stream_app.core.tiers import evaluate_tier, tier_due_at
+
+MAX_DUE_STEPS = 10_000  # bound on due instants replayed at once (a member idle for years)
+
+
+def catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
+    """Do the member's due work at each instant it fell due up to `now`, in order, then at `now`.
+
+    Stepping through the exact due instants makes the result independent of when the wall-clock
+    tick or the next event happens to arrive: a replay gives the same outputs with the same ids.
+    """
+    cursor = member.evaluated_at if member.evaluated_at is not None else now
+    for _ in range(MAX_DUE_STEPS):
+        due = next_due(member, program, cursor)
+        if due is None or due > now or due <= cursor:
+            break
+        _step(member, program, due, out)
+        cursor = due
+    cursor = max(cursor, now)
+    _step(member, program, cursor, out)
+    member.evaluated_at = cursor
+
+
+def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
+    _advance(member, program, at, out)
+    evaluate_tier(member, program, at, f"due:{at}", out)
+    evaluate_segment(member, program, at, f"due:{at}", out)
+
+
+def next_due(member: Member, program: Program, now: int) -> int | None:
+    """The earliest instant after `now` at which time alone changes this member."""
+    times = []
+    for lot in member.ledger.lots:
+        if not lot.released:
+            times.append(lot.available_at)
+        elif lot.remaining:
+            times.append(lot.expires_at)
+            warn_at = lot.expires_at - program.expiry_warn_before_ms
+            if not lot.warned and warn_at > now:
+                times.append(warn_at)
+    tier_at = tier_due_at(member, program, now)
+    if tier_at is not None:
+        times.append(tier_at)
+    for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
+                   held_due_at(member, program, now)):
+        if due_at is not None:
+            times.append(due_at)
+    return min(times, default=None)
+
+
+def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
+    ledger = member.ledger
+    for lot in sorted((x for x in ledger.lots if not x.released and x.available_at <= now),
+                      key=lambda x: (x.available_at, x.lot_id)):
+        released = lot.remaining  # what is left of the lot after clawbacks while it was pending
+        ledger.release(lot)
+        if not released:
+            continue
+        out.reward(member, "points_earned", released, lot.source_event_id, lot.rule, lot.available_at,
+                   {"released_from_pending": True})
+        out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
+                   {"points": released, "rule": lot.rule})
+    _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
+    for lot in sorted((x for x in ledger.lots if x.released and x.remaining and x.expires_at <= now),
+                      key=lambda x: (x.expires_at, x.lot_id)):
+        points = ledger.expire(lot)
+        out.reward(member, "points_expired", -points, lot.source_event_id, f"{lot.rule}:expiry",
+                   lot.expires_at)
+    _warn_expiring(member, program, now, out)
+    _forget_old_orders(member, program, now)
+
+
+def _warn_expiring(member: Member, program: Program, now: int, out: Outputs) -> None:
+    horizon = now + program.expiry_warn_before_ms
+    soon = [lot for lot in member.ledger.lots
+            if lot.released and lot.remaining and not lot.warned and now < lot.expires_at <= horizon]
+    points = sum(lot.remaining for lot in soon)
+    if soon and points >= program.expiry_warn_min_points:
+        first = min(lot.expires_at for lot in soon)
+        for lot in soon:
+            lot.warned = True
+        out.notify(member, "points_expiring", "expiring:" + ",".join(sorted(x.lot_id for x in soon)), now,
+                   {"points": points, "first_expires_at": rfc3339(first)})
+
+
+def _next_birthday_ms(member: Member, program: Program, now: int) -> int | None:
+    if not member.birthday or not program.birthday_points:
+        return None
+    year = local_date(now, program.timezone).year
+    if member.birthday_paid_year == year or _birthday_ms(member, program, year) <= now:
+        year += 1
+    return _birthday_ms(member, program, year)
+
+
+def _birthday_ms(member: Member, program: Program, year: int) -> int:
+    return local_midnight_ms(birthday_in_year(member.birthday, year), program.timezone)
+
+
+def _pay_birthday(member: Member, program: Program, now: int, out: Outputs) -> None:
+    if not member.birthday or not program.birthday_points or member.frozen:
+        return
+    year = local_date(now, program.timezone).year
+    starts = _birthday_ms(member, program, year)
+    if member.birthday_paid_year == year or starts > now:
+        return
+    if member.birthday_set_at is None or member.birthday_set_at > starts - program.birthday_min_age_ms:
+        return
+    member.birthday_paid_year = year
+    source = f"birthday:{year}"
+    earn_available(member, program, source, "birthday", program.birthday_points, starts, out)
+    out.notify(member, "birthday_gift", source, starts, {"points": program.birthday_points})
+
+
+def _forget_old_orders(member: Member, program: Program, now: int) -> None:
+    keep = max(program.tier_window_ms, program.review_order_window_ms, program.return_window_ms)
+    for order_id in [o.order_id for o in member.orders.values() if o.paid_at + keep < now]:
+        del member.orders[order_id]

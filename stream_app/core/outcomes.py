@@ -1,0 +1,4 @@
+"""How the core counted an event: the `outcome` of a Result, and the label of loyalty_events_total."""
+from __future__ import annotations
+
+APPLIED, DUPLICATE, IGNORED, FROZEN, ERASED = "applied", "duplicate", "ignored", "frozen", "erased"
