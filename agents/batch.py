@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from faust.streams import _current_event
 from faust.types import EventT
 
+from stream_app.faust_compat import hold, set_current_event
 from topics.outgoing import OutgoingBatches
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,8 @@ MAX_IN_FLIGHT = 4  # batches submitted but not yet written: the agent waits beyo
 
 
 def at(event: EventT) -> None:
-    """Make `event` the current event of this task: the table reads and writes its partition.
-
-    Only the context variable Faust's tables read (faust.streams.current_event(), checked against
-    faust-streaming 0.15.3), never `Stream.current_event`: take_events' background task reads that
-    attribute to collect the next batch, and would collect the wrong event.
-    """
-    _current_event.set(weakref.ref(event))
+    """Make `event` the current event of this task: the table reads and writes its partition."""
+    set_current_event(event)
 
 
 class BatchStates:
@@ -119,7 +113,7 @@ class BatchPipeline:
             self._queue = asyncio.Queue(MAX_IN_FLIGHT)
             self._writer = asyncio.ensure_future(self._write_batches(self._queue))
         for event in events:
-            event.message.incref()  # acked by the writer, not by take_events
+            hold(event.message)  # acked by the writer, not by take_events
         delivered = await self._outputs.send()
         self._in_flight.append(batch)
         await self._queue.put((batch, events, delivered))

@@ -8,40 +8,47 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import faust
 import orjson
 
 from agents.batch import BatchPipeline, BatchStates
-from agents.emit import emit_dead_letter
 from stream_app import metrics
-from stream_app.app import app, topic_names
 from stream_app.core.device_index import RULE, apply_link
 from stream_app.core.emitted import stable_id
-from tables.devices import devices
-from topics.channels import changelogs, outgoing, raw_topic
+from stream_app.parts import Parts
 
-device_links = raw_topic("devices")
-ADMIN = topic_names.name("admin")
-pipeline = BatchPipeline(devices, outgoing, changelogs)
+#: The agent's name since the first release (the module path Faust used to derive it): kept as is.
+AGENT_NAME = "agents.devices.index_devices"
 
 
-@app.agent(device_links, concurrency=1)
-async def index_devices(stream) -> None:
-    await pipeline.consume(stream, _link, _failed)
+class DeviceIndexer:
+    def __init__(self, parts: Parts) -> None:
+        self.outgoing, self.emit = parts.outgoing, parts.emitter
+        self.admin = parts.names.name("admin")
+
+    def failed(self, event, exc: Exception) -> None:
+        metrics.count_event("devices", "dead_lettered")
+        self.emit.dead_letter(event.message, "processing_error", type(exc).__name__)
+
+    def link(self, states: BatchStates, event) -> None:
+        key = event.message.key
+        entry, flags = apply_link(states.get(key) or {}, orjson.loads(event.message.value))
+        states.put(key, entry or None, event)
+        metrics.count_event("devices", "applied")
+        for member_id, evidence in flags:
+            flag = {"event_id": stable_id("flag", member_id, RULE, evidence["device"], evidence["referrer_id"]),
+                    "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "type": "member_flagged", "operator_id": "abuse-monitor", "reason": RULE, "rule": RULE,
+                    "evidence": evidence}
+            self.outgoing.add(self.admin, member_id.encode(), orjson.dumps(flag))
 
 
-def _failed(event, exc: Exception) -> None:
-    metrics.count_event("devices", "dead_lettered")
-    emit_dead_letter(event.message, "processing_error", type(exc).__name__)
+def register(app: faust.App, parts: Parts) -> DeviceIndexer:
+    indexer = DeviceIndexer(parts)
+    pipeline = BatchPipeline(parts.devices, parts.outgoing, parts.changelogs)
 
+    async def index_devices(stream) -> None:
+        await pipeline.consume(stream, indexer.link, indexer.failed)
 
-def _link(states: BatchStates, event) -> None:
-    key = event.message.key
-    entry, flags = apply_link(states.get(key) or {}, orjson.loads(event.message.value))
-    states.put(key, entry or None, event)
-    metrics.count_event("devices", "applied")
-    for member_id, evidence in flags:
-        flag = {"event_id": stable_id("flag", member_id, RULE, evidence["device"], evidence["referrer_id"]),
-                "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "type": "member_flagged", "operator_id": "abuse-monitor", "reason": RULE, "rule": RULE,
-                "evidence": evidence}
-        outgoing.add(ADMIN, member_id.encode(), orjson.dumps(flag))
+    app.agent(parts.topics.raw("devices"), name=AGENT_NAME, concurrency=1)(index_devices)
+    return indexer

@@ -21,9 +21,8 @@ recount waits at least 20 times as long as the last one took, so it never takes 
 of the worker's time (a million long-history members: ~40 s per recount, one every ~15 min).
 loyalty_members_scan_duration_seconds shows the real figure.
 
-Faust internals read here (checked against faust-streaming 0.15.3): `Consumer._committed_offset`
-(the committed offset per partition, seeded from the broker on assignment and updated after each
-commit) and `Consumer.highwater(tp)` (aiokafka's cached highwater, also used by Faust itself).
+Faust internals read here: the committed offsets (stream_app/faust_compat.py) and
+`Consumer.highwater(tp)` (aiokafka's cached highwater, also used by Faust itself).
 """
 from __future__ import annotations
 
@@ -33,136 +32,62 @@ import time
 from collections import Counter
 from typing import Any
 
+import faust
 from faust.sensors import Sensor
 
 from stream_app import metrics
-from stream_app.app import app, program, settings, topic_names
-from tables.members import members
+from stream_app.faust_compat import committed_offsets
+from stream_app.parts import Parts
 
 log = logging.getLogger(__name__)
 
 OBSERVE_INTERVAL = 1.0
-TIER_SCAN_INTERVAL = settings.tier_scan_seconds
 SCAN_YIELD_EVERY = 100  # members decoded between two yields to the event loop (a few ms)
 SCAN_BUDGET = 20  # wait at least 20 times the last recount's duration: recounting takes <= 5% of the time
-
-
-class LoyaltySensor(Sensor):
-    """Counts what Faust reports through its sensor hooks (called on the event loop thread)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._received: dict[str, Any] = {}
-
-    def on_message_in(self, tp, offset: int, message) -> None:
-        child = self._received.get(tp.topic)
-        if child is None:
-            child = self._received[tp.topic] = metrics.MESSAGES_RECEIVED.labels(topic_names.kind_of(tp.topic))
-        child.inc()
-
-    def on_commit_initiated(self, consumer) -> Any:
-        return time.monotonic(), _committed_offsets(consumer)
-
-    def on_commit_completed(self, consumer, state: Any) -> None:
-        started, before = state
-        # Faust runs a commit cycle every broker_commit_interval: count only those that committed.
-        if _committed_offsets(consumer) != before:
-            metrics.COMMITS.inc()
-            metrics.COMMIT_LATENCY.observe(time.monotonic() - started)
-
-    def on_rebalance_start(self, app) -> dict:
-        metrics.REBALANCES.inc()
-        _log_start.clear()
-        _members_scan.needed = True
-        return {"time_start": time.monotonic()}
-
-    def on_rebalance_end(self, app, state: dict) -> None:
-        metrics.REBALANCE_DURATION.observe(time.monotonic() - state["time_start"])
-        _members_scan.needed = True
-
-
-sensor = LoyaltySensor()
-app.sensors.add(sensor)
-
-
-def _committed_offsets(consumer) -> dict:
-    return {tp: offset for tp, offset in getattr(consumer, "_committed_offset", {}).items()
-            if offset is not None}
-
-
-# -- consumer lag --------------------------------------------------------------------------------
-_log_start: dict = {}  # tp -> log start offset, for partitions the group has never committed
-_exported: set[tuple[str, str]] = set()
-
-
-_lookup: asyncio.Future | None = None
-
-
-async def _look_up_log_start(tps: list) -> None:
-    try:
-        _log_start.update(await app.consumer.earliest_offsets(*tps))
-    except Exception:
-        log.debug("cannot read log start offsets of %s", tps, exc_info=True)
-
-
-def _input_partitions() -> set:
-    changelogs = app.tables.changelog_topics
-    return {tp for tp in app.consumer.assignment() if tp.topic not in changelogs}
-
-
-@app.timer(interval=OBSERVE_INTERVAL)
-async def observe_consumer() -> None:
-    global _lookup
-    try:
-        tps = _input_partitions()
-    except Exception:  # consumer not started yet, or stopping
-        return
-    consumer = app.consumer
-    committed = _committed_offsets(consumer)
-    unknown = [tp for tp in tps if tp not in committed and tp not in _log_start]
-    if unknown and (_lookup is None or _lookup.done()):
-        # A broker round trip: off the timer, so a slow answer never delays the next tick.
-        _lookup = asyncio.ensure_future(_look_up_log_start(unknown))
-    current: set[tuple[str, str]] = set()
-    for tp in tps:
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not assigned any more, or not fetched yet
-            highwater = None
-        base = committed.get(tp, _log_start.get(tp))
-        if highwater is None or base is None:
-            continue
-        labels = (topic_names.kind_of(tp.topic), str(tp.partition))
-        metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - base))
-        metrics.COMMITTED_OFFSET.labels(*labels).set(base)
-        current.add(labels)
-    for labels in _exported - current:  # partitions this worker no longer owns
-        for gauge in (metrics.CONSUMER_LAG, metrics.COMMITTED_OFFSET):
-            try:
-                gauge.remove(*labels)
-            except KeyError:
-                pass
-    _exported.clear()
-    _exported.update(current)
-    metrics.ASSIGNED_PARTITIONS.set(len(tps))
-
-
-# -- members by tier and segment -----------------------------------------------------------------
 SEGMENTS = ("new", "active", "loyal", "at_risk", "churned")  # stream_app/core/segments.py; always exported
 UNASSIGNED = "unassigned"  # a member stored before it was first given a segment
 
 
 class _ScanState:
-    needed = True  # set by rebalances: the owned partitions changed
-    last = 0.0  # monotonic time of the last completed scan
-    duration = 0.0  # how long it took
+    def __init__(self) -> None:
+        self.needed = True  # set by rebalances: the owned partitions changed
+        self.last = 0.0  # monotonic time of the last completed scan
+        self.duration = 0.0  # how long it took
 
 
-_members_scan = _ScanState()
-for _tier in program.tiers:
-    metrics.MEMBERS_BY_TIER.labels(_tier.name).set(0)
-for _segment in SEGMENTS:
-    metrics.MEMBERS_BY_SEGMENT.labels(_segment).set(0)
+class LoyaltySensor(Sensor):
+    """Counts what Faust reports through its sensor hooks (called on the event loop thread)."""
+
+    def __init__(self, kind_of, scan: _ScanState, log_start: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kind_of, self._scan, self._log_start = kind_of, scan, log_start
+        self._received: dict[str, Any] = {}
+
+    def on_message_in(self, tp, offset: int, message) -> None:
+        child = self._received.get(tp.topic)
+        if child is None:
+            child = self._received[tp.topic] = metrics.MESSAGES_RECEIVED.labels(self._kind_of(tp.topic))
+        child.inc()
+
+    def on_commit_initiated(self, consumer) -> Any:
+        return time.monotonic(), committed_offsets(consumer)
+
+    def on_commit_completed(self, consumer, state: Any) -> None:
+        started, before = state
+        # Faust runs a commit cycle every broker_commit_interval: count only those that committed.
+        if committed_offsets(consumer) != before:
+            metrics.COMMITS.inc()
+            metrics.COMMIT_LATENCY.observe(time.monotonic() - started)
+
+    def on_rebalance_start(self, app) -> dict:
+        metrics.REBALANCES.inc()
+        self._log_start.clear()
+        self._scan.needed = True
+        return {"time_start": time.monotonic()}
+
+    def on_rebalance_end(self, app, state: dict) -> None:
+        metrics.REBALANCE_DURATION.observe(time.monotonic() - state["time_start"])
+        self._scan.needed = True
 
 
 def _tier_and_segment(state: dict | None) -> tuple[str, str] | None:
@@ -182,34 +107,6 @@ def member_changed(before: dict | None, after: dict | None) -> None:
         metrics.labelled(metrics.MEMBERS_BY_SEGMENT, new[1]).inc()
 
 
-async def recount_members() -> bool:
-    """Count the members of the partitions this worker owns by tier and segment.
-
-    False if a rebalance cut the scan short (the gauges then keep their previous values).
-    """
-    started = time.monotonic()
-    tiers: Counter[str] = Counter()
-    segments: Counter[str] = Counter()
-    for i, raw in enumerate(members.values()):
-        try:
-            state = members.decode(raw)
-        except ValueError:  # not JSON: counted by neither (the due schedule reports it, loyalty_due_errors)
-            state = None
-        if isinstance(state, dict):
-            tier, segment = _tier_and_segment(state)
-            tiers[tier] += 1
-            segments[segment] += 1
-        if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
-            await asyncio.sleep(0)
-            if app.rebalancing:
-                return False
-    _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in program.tiers})
-    _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
-    metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)
-    metrics.MEMBERS_SCAN_TIMESTAMP.set(time.time())
-    return True
-
-
 def _publish(gauge, label: str, counts: Counter[str], always: set[str]) -> None:
     """Set every label value counted now, always exported or counted before (0 when none now)."""
     exported = {sample.labels[label] for family in gauge.collect() for sample in family.samples}
@@ -217,24 +114,128 @@ def _publish(gauge, label: str, counts: Counter[str], always: set[str]) -> None:
         metrics.labelled(gauge, value).set(counts.get(value, 0))
 
 
-@app.task
-async def count_members() -> None:
-    """A task rather than a timer: a long recount must not make Faust warn of an overlapping timer."""
-    scan = _members_scan
-    while True:
-        await asyncio.sleep(OBSERVE_INTERVAL)
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
-            continue
-        if not scan.needed and time.monotonic() - scan.last < max(TIER_SCAN_INTERVAL, SCAN_BUDGET * scan.duration):
-            continue
-        scan.needed = False
-        started = time.monotonic()
+class Observer:
+    """Consumer lag and committed offsets per owned input partition, and members by tier and segment."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.app, self.members, self.program = parts.app, parts.members, parts.program
+        self.kind_of = parts.names.kind_of
+        self.tier_scan_interval = parts.settings.tier_scan_seconds
+        self.scan = _ScanState()
+        self.log_start: dict = {}  # tp -> log start offset, for partitions the group has never committed
+        self.sensor = LoyaltySensor(self.kind_of, self.scan, self.log_start)
+        self._exported: set[tuple[str, str]] = set()
+        self._lookup: asyncio.Future | None = None
+        for tier in self.program.tiers:
+            metrics.MEMBERS_BY_TIER.labels(tier.name).set(0)
+        for segment in SEGMENTS:
+            metrics.MEMBERS_BY_SEGMENT.labels(segment).set(0)
+
+    # -- consumer lag ----------------------------------------------------------------------------
+    async def _look_up_log_start(self, tps: list) -> None:
         try:
-            if await recount_members():
-                scan.last = time.monotonic()
-                scan.duration = scan.last - started
-            else:
+            self.log_start.update(await self.app.consumer.earliest_offsets(*tps))
+        except Exception:
+            log.debug("cannot read log start offsets of %s", tps, exc_info=True)
+
+    def _input_partitions(self) -> set:
+        changelogs = self.app.tables.changelog_topics
+        return {tp for tp in self.app.consumer.assignment() if tp.topic not in changelogs}
+
+    async def observe_consumer(self) -> None:
+        try:
+            tps = self._input_partitions()
+        except Exception:  # consumer not started yet, or stopping
+            return
+        consumer = self.app.consumer
+        committed = committed_offsets(consumer)
+        unknown = [tp for tp in tps if tp not in committed and tp not in self.log_start]
+        if unknown and (self._lookup is None or self._lookup.done()):
+            # A broker round trip: off the timer, so a slow answer never delays the next tick.
+            self._lookup = asyncio.ensure_future(self._look_up_log_start(unknown))
+        current: set[tuple[str, str]] = set()
+        for tp in tps:
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not assigned any more, or not fetched yet
+                highwater = None
+            base = committed.get(tp, self.log_start.get(tp))
+            if highwater is None or base is None:
+                continue
+            labels = (self.kind_of(tp.topic), str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - base))
+            metrics.COMMITTED_OFFSET.labels(*labels).set(base)
+            current.add(labels)
+        for labels in self._exported - current:  # partitions this worker no longer owns
+            for gauge in (metrics.CONSUMER_LAG, metrics.COMMITTED_OFFSET):
+                try:
+                    gauge.remove(*labels)
+                except KeyError:
+                    pass
+        self._exported = current
+        metrics.ASSIGNED_PARTITIONS.set(len(tps))
+
+    # -- members by tier and segment -------------------------------------------------------------
+    async def recount_members(self) -> bool:
+        """Count the members of the partitions this worker owns by tier and segment.
+
+        False if a rebalance cut the scan short (the gauges then keep their previous values).
+        """
+        started = time.monotonic()
+        tiers: Counter[str] = Counter()
+        segments: Counter[str] = Counter()
+        for i, raw in enumerate(self.members.values()):
+            try:
+                state = self.members.decode(raw)
+            except ValueError:  # not JSON: counted by neither (the due schedule reports it, loyalty_due_errors)
+                state = None
+            if isinstance(state, dict):
+                tier, segment = _tier_and_segment(state)
+                tiers[tier] += 1
+                segments[segment] += 1
+            if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+                if self.app.rebalancing:
+                    return False
+        _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in self.program.tiers})
+        _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
+        metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)
+        metrics.MEMBERS_SCAN_TIMESTAMP.set(time.time())
+        return True
+
+    async def count_members(self) -> None:
+        """A task rather than a timer: a long recount must not make Faust warn of an overlapping timer."""
+        scan = self.scan
+        while True:
+            await asyncio.sleep(OBSERVE_INTERVAL)
+            if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+                continue
+            wait = max(self.tier_scan_interval, SCAN_BUDGET * scan.duration)
+            if not scan.needed and time.monotonic() - scan.last < wait:
+                continue
+            scan.needed = False
+            started = time.monotonic()
+            try:
+                if await self.recount_members():
+                    scan.last = time.monotonic()
+                    scan.duration = scan.last - started
+                else:
+                    scan.needed = True
+            except Exception:  # e.g. a store closed by a rebalance mid-scan: try again on the next tick
+                log.debug("members recount failed", exc_info=True)
                 scan.needed = True
-        except Exception:  # e.g. a store closed by a rebalance mid-scan: try again on the next tick
-            log.debug("members recount failed", exc_info=True)
-            scan.needed = True
+
+
+def register(app: faust.App, parts: Parts) -> Observer:
+    observer = Observer(parts)
+    app.sensors.add(observer.sensor)
+
+    async def observe_consumer() -> None:
+        await observer.observe_consumer()
+
+    async def count_members() -> None:
+        await observer.count_members()
+
+    app.timer(interval=OBSERVE_INTERVAL, name="agents.observe.observe_consumer")(observe_consumer)
+    app.task(count_members)
+    return observer

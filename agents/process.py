@@ -10,92 +10,101 @@ from __future__ import annotations
 
 import time
 
+import faust
 import orjson
 
 from agents.batch import BatchPipeline, BatchStates
-from agents.emit import emit_dead_letter, emit_outputs
 from agents.observe import member_changed
-from agents.schedule import schedule
 from stream_app import metrics
-from stream_app.app import app, program, settings, topic_names
 from stream_app.core.engine import advance, apply_event, event_time_ms
 from stream_app.core.outcomes import DUPLICATE
 from stream_app.core.privacy import scrub
-from tables.members import members
-from tables.redis_projection import projection
-from topics.channels import changelogs, consumed, declare_all, outgoing
+from stream_app.parts import Parts
 from topics.validation import Rejection, decode_event
 
-KIND_OF_TOPIC = {**topic_names.inputs, topic_names.name("due"): "due"}
-pipeline = BatchPipeline(members, outgoing, changelogs)
+#: The agent's name since the first release (the module path Faust used to derive it): kept as is.
+AGENT_NAME = "agents.process.process"
 
 
-@app.agent(consumed, concurrency=1)
-async def process(stream) -> None:
-    await declare_all()
-    await pipeline.consume(stream, _apply, _failed, _observe_latency)
+class MemberProcessor:
+    """What the agent does with each event of a batch."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.program, self.pii_key = parts.program, parts.settings.pii_key
+        self.emit, self.outgoing = parts.emitter, parts.outgoing
+        self.schedule, self.projection = parts.schedule, parts.projection
+        self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due"}
+
+    def apply(self, states: BatchStates, event) -> int | None:
+        kind = self.kind_of_topic.get(event.message.topic, "unknown")
+        if kind == "unknown":
+            raise LookupError(f"no handler for topic {event.message.topic}")
+        if kind == "due":
+            self._due(states, event)
+            return None
+        return self._input(states, kind, event)
+
+    def failed(self, event, exc: Exception) -> None:
+        metrics.count_event(self.kind_of_topic.get(event.message.topic, "unknown"), "dead_lettered")
+        self.emit.dead_letter(event.message, "processing_error", type(exc).__name__)
+
+    @staticmethod
+    def observe_latency(occurred: list[int]) -> None:
+        """From each event's occurred_at (ms) to its outputs being handed to the producer."""
+        now = time.time()
+        for occurred_at in occurred:
+            metrics.LATENCY.observe(max(0.0, now - occurred_at / 1000))
+
+    def _input(self, states: BatchStates, kind: str, event) -> int | None:
+        """Apply one input event; its occurred_at (ms) if it reached the core."""
+        message = event.message
+        decoded = decode_event(kind, message.key, message.value)
+        if isinstance(decoded, Rejection):
+            metrics.count_event(kind, "dead_lettered")
+            self.emit.dead_letter(message, decoded.code, decoded.detail)
+            return None
+        member_key = decoded["member_id"].encode()
+        if not message.key:
+            # Keyless: send it back keyed by member so it lands in the member's own partition.
+            self.outgoing.add(message.topic, member_key, message.value)
+            metrics.count_event(kind, "rekeyed")
+            return None
+        before = states.get(member_key)
+        result = apply_event(before, scrub(decoded, self.pii_key), self.program)
+        if result.outcome == DUPLICATE:
+            states.keep(member_key, event)
+        else:
+            self.emit.outputs(member_key, result)
+            states.put(member_key, result.state, event)
+            member_changed(before, result.state)
+            self.projection.member_changed(member_key, result.state)
+        self.schedule.set(member_key, result.next_due)
+        metrics.count_event(kind, result.outcome)
+        return event_time_ms(decoded)
+
+    def _due(self, states: BatchStates, event) -> None:
+        key = event.message.key
+        state = states.get(key)
+        if state is None:
+            self.schedule.set(key, None)
+            return
+        result = advance(state, self.program, orjson.loads(event.message.value)["at"])
+        if result.state is not state:
+            self.emit.outputs(key, result)
+            states.put(key, result.state, event)
+            member_changed(state, result.state)
+            self.projection.member_changed(key, result.state)
+        self.schedule.set(key, result.next_due)
 
 
-def _apply(states: BatchStates, event) -> int | None:
-    kind = KIND_OF_TOPIC.get(event.message.topic, "unknown")
-    if kind == "unknown":
-        raise LookupError(f"no handler for topic {event.message.topic}")
-    if kind == "due":
-        _due(states, event)
-        return None
-    return _input(states, kind, event)
+def register(app: faust.App, parts: Parts) -> MemberProcessor:
+    """Add the processing agent to `app`; returns what it applies each event with."""
+    processor = MemberProcessor(parts)
+    pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs)
 
+    async def process(stream) -> None:
+        await parts.topics.declare_all()
+        await pipeline.consume(stream, processor.apply, processor.failed, processor.observe_latency)
 
-def _failed(event, exc: Exception) -> None:
-    metrics.count_event(KIND_OF_TOPIC.get(event.message.topic, "unknown"), "dead_lettered")
-    emit_dead_letter(event.message, "processing_error", type(exc).__name__)
-
-
-def _observe_latency(occurred: list[int]) -> None:
-    """From each event's occurred_at (ms) to its outputs being handed to the producer."""
-    now = time.time()
-    for occurred_at in occurred:
-        metrics.LATENCY.observe(max(0.0, now - occurred_at / 1000))
-
-
-def _input(states: BatchStates, kind: str, event) -> int | None:
-    """Apply one input event; its occurred_at (ms) if it reached the core."""
-    message = event.message
-    decoded = decode_event(kind, message.key, message.value)
-    if isinstance(decoded, Rejection):
-        metrics.count_event(kind, "dead_lettered")
-        emit_dead_letter(message, decoded.code, decoded.detail)
-        return None
-    member_key = decoded["member_id"].encode()
-    if not message.key:
-        # Keyless: send it back keyed by member so it lands in the member's own partition.
-        outgoing.add(message.topic, member_key, message.value)
-        metrics.count_event(kind, "rekeyed")
-        return None
-    before = states.get(member_key)
-    result = apply_event(before, scrub(decoded, settings.pii_key), program)
-    if result.outcome == DUPLICATE:
-        states.keep(member_key, event)
-    else:
-        emit_outputs(member_key, result)
-        states.put(member_key, result.state, event)
-        member_changed(before, result.state)
-        projection.member_changed(member_key, result.state)
-    schedule.set(member_key, result.next_due)
-    metrics.count_event(kind, result.outcome)
-    return event_time_ms(decoded)
-
-
-def _due(states: BatchStates, event) -> None:
-    key = event.message.key
-    state = states.get(key)
-    if state is None:
-        schedule.set(key, None)
-        return
-    result = advance(state, program, orjson.loads(event.message.value)["at"])
-    if result.state is not state:
-        emit_outputs(key, result)
-        states.put(key, result.state, event)
-        member_changed(state, result.state)
-        projection.member_changed(key, result.state)
-    schedule.set(key, result.next_due)
+    app.agent(parts.topics.consumed, name=AGENT_NAME, concurrency=1)(process)
+    return processor

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
-from stream_app.settings import DEFAULTS
+from stream_app.settings import Settings, load_settings
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -27,22 +26,15 @@ _KEY_PART = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
 _ASSIGNMENT = re.compile(rf"^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=")
 
 
-def _env(name: str) -> str:
-    return os.environ.get(name) or DEFAULTS[name]
-
-
-def default_bootstrap() -> str:
-    """LOYALTY_BROKER as aiokafka bootstrap servers: `kafka://a:9092;kafka://b:9092` -> `a:9092,b:9092`."""
-    urls = re.split(r"[;,]", _env("LOYALTY_BROKER"))
-    return ",".join(url.strip().removeprefix("kafka://") for url in urls if url.strip())
-
-
 # -- worker ---------------------------------------------------------------------------------------
 
 def _worker(args: argparse.Namespace) -> int:
-    from stream_app.app import app
+    from stream_app.compose import build_app  # Faust and the agents: only for this command
+    from stream_app.core.program import load_program
 
-    sys.argv = ["loyalty", "worker", "-l", args.loglevel]
+    settings = load_settings()
+    app = build_app(settings, load_program(settings.rules_path)).app
+    sys.argv = ["loyalty", "worker", "-l", settings.log_level]
     app.main()
     return 0
 
@@ -329,20 +321,21 @@ def _mix(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _kafka_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default=default_bootstrap(),
+def _kafka_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("--bootstrap", default=settings.bootstrap_servers,
                         help="Kafka bootstrap servers (default: LOYALTY_BROKER without kafka://)")
-    parser.add_argument("--prefix", default=_env("LOYALTY_TOPIC_PREFIX"),
+    parser.add_argument("--prefix", default=settings.topic_prefix,
                         help="topic name prefix (default: LOYALTY_TOPIC_PREFIX)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The command line; defaults come from `settings` (default: the LOYALTY_* environment)."""
+    settings = load_settings() if settings is None else settings
     parser = argparse.ArgumentParser(prog="loyalty", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    worker = commands.add_parser("worker", help="run the Faust worker with the LOYALTY_* settings")
-    worker.add_argument("-l", "--loglevel", default=os.environ.get("LOYALTY_LOG_LEVEL", "info"),
-                        help="log level (default: LOYALTY_LOG_LEVEL, else info)")
+    worker = commands.add_parser("worker", help="run the Faust worker with the LOYALTY_* settings "
+                                 "(log level: LOYALTY_LOG_LEVEL)")
     worker.set_defaults(run=_worker)
 
     load = commands.add_parser("produce", help="generate a realistic, reproducible mix of input events")
@@ -352,18 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seed", type=int, default=0, help="same seed, same events (default: 0)")
     load.add_argument("--mix", type=_mix, default=",".join(f"{k}={w:g}" for k, w in DEFAULT_MIX.items()),
                       help="relative weights of event kinds (default: %(default)s)")
-    _kafka_options(load)
+    _kafka_options(load, settings)
     load.set_defaults(run=_produce)
 
     member = commands.add_parser("member", help="show a member's tier, points and expiring lots")
     member.add_argument("member_id", metavar="ID")
-    member.add_argument("--url", default=f"http://127.0.0.1:{_env('LOYALTY_WEB_PORT')}",
+    member.add_argument("--url", default=f"http://127.0.0.1:{settings.web_port}",
                         help="worker HTTP address (default: %(default)s, port from LOYALTY_WEB_PORT)")
     member.set_defaults(run=_member)
 
     replay = commands.add_parser("replay", help="publish a JSON-lines file of input events")
     replay.add_argument("file")
-    _kafka_options(replay)
+    _kafka_options(replay, settings)
     replay.set_defaults(run=_replay)
 
     check = commands.add_parser("check-program", help="validate a program TOML file")

@@ -1,8 +1,12 @@
-"""Configuration, read only from environment variables (documented in docs/configuration.md)."""
+"""Configuration, read only from environment variables (documented in docs/configuration.md).
+
+`load_settings` is the one reader of the environment: everything else receives a `Settings`.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_app.core.program import ProgramError, parse_duration_ms
@@ -14,6 +18,7 @@ DEFAULTS = {
     "LOYALTY_DATA_DIR": "./.local/data",
     "LOYALTY_WEB_HOST": "127.0.0.1",
     "LOYALTY_WEB_PORT": "6066",
+    "LOYALTY_WEB_BIND": "127.0.0.1",
     "LOYALTY_TOPIC_PREFIX": "loyalty.",
     "LOYALTY_PARTITIONS": "8",
     "LOYALTY_REPLICATION": "1",
@@ -24,6 +29,7 @@ DEFAULTS = {
     "LOYALTY_TIER_SCAN_INTERVAL": "PT1H",
     "LOYALTY_LOG_LEVEL": "info",
     "LOYALTY_ADMIN_TOKEN": "",
+    "LOYALTY_READ_TOKEN": "",
     "LOYALTY_PII_KEY": "",
 }
 
@@ -36,6 +42,7 @@ class Settings:
     data_dir: Path
     web_host: str
     web_port: int
+    web_bind: str
     topic_prefix: str
     partitions: int
     replication: int
@@ -45,8 +52,15 @@ class Settings:
     session_timeout_seconds: float
     tier_scan_seconds: float
     log_level: str
-    admin_token: str
-    pii_key: bytes
+    admin_token: str = field(repr=False)
+    read_token: str = field(repr=False)
+    pii_key: bytes = field(repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """LOYALTY_BROKER as plain Kafka clients want it: `kafka://a:9092;kafka://b:9092` -> `a:9092,b:9092`."""
+        urls = re.split(r"[;,]", self.broker)
+        return ",".join(url.strip().removeprefix("kafka://") for url in urls if url.strip())
 
 
 def _positive_int(env: dict, name: str) -> int:
@@ -54,6 +68,18 @@ def _positive_int(env: dict, name: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level(env: dict) -> str:
+    level = env["LOYALTY_LOG_LEVEL"].lower()
+    if level == "warn":
+        level = "warning"
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOYALTY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {env['LOYALTY_LOG_LEVEL']!r}")
+    return level
 
 
 def _positive_duration_s(env: dict, name: str) -> float:
@@ -73,15 +99,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         broker=env["LOYALTY_BROKER"], app_id=env["LOYALTY_APP_ID"], store=env["LOYALTY_STORE"],
         data_dir=Path(env["LOYALTY_DATA_DIR"]), web_host=env["LOYALTY_WEB_HOST"],
-        web_port=_positive_int(env, "LOYALTY_WEB_PORT"), topic_prefix=env["LOYALTY_TOPIC_PREFIX"],
+        web_port=_positive_int(env, "LOYALTY_WEB_PORT"), web_bind=env["LOYALTY_WEB_BIND"],
+        topic_prefix=env["LOYALTY_TOPIC_PREFIX"],
         partitions=_positive_int(env, "LOYALTY_PARTITIONS"),
         replication=_positive_int(env, "LOYALTY_REPLICATION"), rules_path=env["LOYALTY_RULES"],
         redis_url=env["LOYALTY_REDIS_URL"],
         due_tick_seconds=_positive_duration_s(env, "LOYALTY_DUE_TICK"),
         session_timeout_seconds=_positive_duration_s(env, "LOYALTY_SESSION_TIMEOUT"),
         tier_scan_seconds=_positive_duration_s(env, "LOYALTY_TIER_SCAN_INTERVAL"),
-        log_level=env["LOYALTY_LOG_LEVEL"],
-        admin_token=env["LOYALTY_ADMIN_TOKEN"],
+        log_level=_log_level(env),
+        admin_token=env["LOYALTY_ADMIN_TOKEN"], read_token=env["LOYALTY_READ_TOKEN"],
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
     )

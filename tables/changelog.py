@@ -9,20 +9,15 @@ the event being processed) to the outgoing batch instead, and the persisted chan
 lets a restart skip recovery is stored once the batch is delivered, as Faust does per message.
 Reads, writes to the local store, recovery and standbys are Faust's, unchanged.
 
-Checked against faust-streaming 0.15.3: `Table.on_key_set`/`on_key_del` call `send_changelog`
-and read only `.message.partition` of its result; `Store.set_persisted_offset` is the store API
-Faust's own `_on_changelog_sent` calls.
+The Faust internals this relies on are listed and checked in stream_app/faust_compat.py.
 """
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import faust
 import orjson
 from faust.types import TP
 
-from stream_app.app import app, settings
-from topics.channels import changelogs
+from stream_app.faust_compat import changelog_send_result
 from topics.outgoing import OutgoingBatches
 
 MiB = 1024 * 1024
@@ -74,13 +69,17 @@ class BatchedChangelogTable(faust.Table):
         if value is not None:
             value_bytes, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
         self.outgoing.add(topic.get_topic_name(), key_bytes, value_bytes, partition)
-        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+        return changelog_send_result(partition)
 
     def _persist_offset(self, partition: int, offset: int) -> None:
         self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
 
 
-def json_table(name: str, help: str) -> BatchedChangelogTable:
-    """A table of the app, with the app's partition count, its changelog sent with the agents' batches."""
-    return app.tables.add(BatchedChangelogTable(app, name=name, outgoing=changelogs,
-                                                partitions=settings.partitions, help=help))
+def json_table(app: faust.App, name: str, help: str, *, changelogs: OutgoingBatches,
+               partitions: int) -> BatchedChangelogTable:
+    """A table of `app` with its changelog sent with the agents' batches.
+
+    The name fixes the changelog topic (`{app id}-{name}-changelog`): renaming a table orphans its data.
+    """
+    return app.tables.add(BatchedChangelogTable(app, name=name, outgoing=changelogs, partitions=partitions,
+                                                help=help))

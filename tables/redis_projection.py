@@ -3,7 +3,7 @@
 The processing agent calls `projection.member_changed(key, state)` right after each members-table
 write (state None: erased). That call only records the state in a dict of dirty members, so
 repeated changes of one member coalesce and nothing on the hot path waits for Redis. A
-background task (agents/project.py) runs `projection.run()`: it summarizes the dirty states
+background task (agents/projection.py) runs `projection.run()`: it summarizes the dirty states
 (tier and balances, computed here, not in the agent) and writes them to Redis in pipelined
 batches. Redis being down or slow never reaches the stream: failed writes stay pending (one
 entry per member, so the backlog is bounded by the member count), the outage is logged once,
@@ -19,8 +19,7 @@ different one (its run_id changed: restart, failover) every member of the partit
 owns is projected again, read from the table at flush time.
 
 This module imports neither Faust nor the app, so tests drive `RedisProjection` with a fake
-client; the module-level `projection` is configured from LOYALTY_REDIS_URL and is a no-op
-when that is empty.
+client; the composition root builds one from LOYALTY_REDIS_URL, a no-op when that is empty.
 """
 from __future__ import annotations
 
@@ -36,7 +35,6 @@ from prometheus_client import Counter, Gauge
 from redis import exceptions as redis_errors
 
 from stream_app.core.ledger import Ledger
-from stream_app.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -404,11 +402,3 @@ class RedisProjection:
 class _Interrupted(Exception):
     """A rebalance started while the owned keys were being read."""
 
-
-def _from_settings() -> RedisProjection:
-    settings = load_settings()
-    return RedisProjection(settings.redis_url, key_prefix(settings.app_id))
-
-
-projection = _from_settings()
-PENDING.set_function(lambda: projection.pending)

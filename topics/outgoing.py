@@ -24,6 +24,7 @@ from typing import Protocol
 from aiokafka.partitioner import murmur2
 
 from stream_app import metrics
+from stream_app.faust_compat import raw_producer
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class ProducerSink:
         self._app = app
 
     def _producer(self):
-        return self._app.producer._ensure_producer()
+        return raw_producer(self._app)
 
     async def partition_count(self, topic: str) -> int:
         producer = self._producer()

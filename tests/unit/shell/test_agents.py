@@ -2,27 +2,24 @@
 
 How the pipeline is driven:
 
-- The app is imported with LOYALTY_STORE=memory:// (and the packaged default program), so the
-  `members` table lives in memory. The environment is restored right after the import.
+- Each test builds its own app with the composition root (stream_app/compose.py), the memory
+  store and a program of its choice (default: the packaged one): nothing is imported from a
+  global app and no environment is rewritten.
 - `process.test_context()` runs the real agent body on an in-memory channel. Its own `put()`
-  cannot name one topic of a multi-topic subscription (messages arrive as "<internal>", which
-  KIND_OF_TOPIC does not know), so `Pipeline.put` builds the Kafka message itself, with the topic
-  name of the kind under test, and puts it on the wrapper's channel.
-- stream_app.app is imported first, as the worker does: importing agents.process or
-  topics.channels first runs into the import cycle stream_app.app -> stream_app.web -> topics.channels.
+  cannot name one topic of a multi-topic subscription (messages arrive as "<internal>"), so
+  `Pipeline.put` builds the Kafka message itself, with the topic name of the kind under test,
+  and puts it on the wrapper's channel.
 - A message counts as processed once the stream acks it, which happens when the agent asks for
   the next one, i.e. after the whole body (table write, sends) ran for it.
 - Topic creation (`declare_all`) is replaced by a no-op. What the agents send goes through the
-  outgoing batches (topics/outgoing.py), whose sink is replaced by a recorder (`Pipeline.sent`,
-  and `Pipeline.changelog()` for the members changelog); the due timer's Faust topic sends are
+  outgoing batches (topics/outgoing.py), whose sink is a recorder (`Pipeline.sent`, and
+  `Pipeline.changelog()` for the members changelog); the due timer's Faust topic sends are
   recorded in the same log.
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
-import os
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,42 +29,24 @@ import pytest
 from faust.types import Message
 from prometheus_client import REGISTRY
 
-from stream_app.core.engine import next_due
+import agents.process
+from agents import devices as device_agent
+from agents import observe, schedule
+from stream_app.compose import build_parts
+from stream_app.core.due import next_due
 from stream_app.core.member import Member
+from stream_app.core.program import Program, default_program_text, load_program, parse_program
+from stream_app.settings import load_settings
 from topics.validation import validate_output
 
-
-def _import_agents():
-    """agents.process and agents.schedule, the app built with an in-memory table store."""
-    wanted = {"LOYALTY_STORE": "memory://", "LOYALTY_RULES": ""}
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    try:
-        importlib.import_module("stream_app.app")  # first, as the worker does (`faust -A stream_app.app`)
-        process_module = importlib.import_module("agents.process")
-        schedule_module = importlib.import_module("agents.schedule")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    store = str(process_module.app.conf.store)
-    if not store.startswith("memory:"):
-        raise RuntimeError(f"stream_app.app was imported before this module with store {store!r}; "
-                           "the agent unit tests need LOYALTY_STORE=memory://")
-    return process_module, schedule_module
+_APP_IDS = itertools.count()
 
 
-agent_process, agent_schedule = _import_agents()
-app = agent_process.app
-members = agent_process.members
-produced = importlib.import_module("topics.channels").produced
-outgoing = importlib.import_module("topics.channels").outgoing
-changelogs = importlib.import_module("topics.channels").changelogs
-schedule = agent_schedule.schedule
-program = agent_process.program
-topic_names = agent_process.topic_names
+def build_test_parts(program: Program | None = None):
+    """A fresh app of its own: memory store, its own app id, `program` (default: the packaged one)."""
+    settings = load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": f"agents-test-{next(_APP_IDS)}"})
+    return build_parts(settings, program or load_program(""))
+
 
 M1 = b"m1"
 DAY = 24 * 60 * 60 * 1000
@@ -118,18 +97,18 @@ class RecordingTopic:
 class RecordingSink:
     """Stands in for the producer behind the outgoing batches: keeps every record, in order."""
 
-    def __init__(self, log: list[Sent], changelog: list[tuple[bytes, bytes | None]]) -> None:
-        self.log, self.changelog, self._next_offset = log, changelog, 0
+    def __init__(self, parts, log: list[Sent], changelog: list[tuple[bytes, bytes | None]]) -> None:
+        self.parts, self.log, self.changelog, self._next_offset = parts, log, changelog, 0
 
     async def partition_count(self, topic: str) -> int:
-        return app.conf.topic_partitions
+        return self.parts.settings.partitions
 
     async def hand_off(self, topic: str, partition: int, records: list[tuple]) -> asyncio.Future:
         """Record the records; the delivery future is already done (acknowledged)."""
-        if topic == members.changelog_topic.get_topic_name():
+        if topic == self.parts.members.changelog_topic.get_topic_name():
             self.changelog.extend(records)
         elif "-changelog" not in topic:
-            self.log.extend(Sent(topic_names.kind_of(topic), key, value) for key, value in records)
+            self.log.extend(Sent(self.parts.names.kind_of(topic), key, value) for key, value in records)
         first, self._next_offset = self._next_offset, self._next_offset + len(records)
         delivered = asyncio.get_running_loop().create_future()
         delivered.set_result(first)
@@ -137,10 +116,13 @@ class RecordingSink:
 
 
 class Pipeline:
-    """The process agent in its test context, fed with Kafka-like messages."""
+    """The process agent of one app in its test context, fed with Kafka-like messages."""
 
-    def __init__(self, agent, sent: list[Sent], changelog: list[tuple]) -> None:
-        self.agent, self.sent, self._changelog, self._offset = agent, sent, changelog, 0
+    def __init__(self, parts, agent, sent: list[Sent], changelog: list[tuple], due_work, observer) -> None:
+        self.parts, self.agent, self.sent, self._changelog, self._offset = parts, agent, sent, changelog, 0
+        self.app, self.members, self.schedule, self.program = parts.app, parts.members, parts.schedule, parts.program
+        self.names, self.outgoing = parts.names, parts.outgoing
+        self.due_work, self.observer = due_work, observer
 
     async def put(self, kind: str, value: bytes | None, key: bytes | None = M1) -> Message:
         """Put one message on topic `kind` and wait until the agent has fully processed it."""
@@ -163,10 +145,10 @@ class Pipeline:
         return put
 
     def _message(self, kind: str, value: bytes | None, key: bytes | None) -> Message:
-        message = Message(topic=topic_names.name(kind), partition=0, offset=self._offset, timestamp=time.time(),
+        message = Message(topic=self.names.name(kind), partition=0, offset=self._offset, timestamp=time.time(),
                           timestamp_type=0, headers=None, key=key, value=value, checksum=None,
                           serialized_key_size=0, serialized_value_size=0,
-                          generation_id=app.consumer_generation_id)
+                          generation_id=self.app.consumer_generation_id)
         self._offset += 1
         return message
 
@@ -183,36 +165,41 @@ class Pipeline:
         self._changelog.clear()
         return written
 
+    def state_of(self, key: bytes = M1) -> Member:
+        return Member.from_dict(self.members.read(key))
+
 
 def summary(rewards: list[dict]) -> list[tuple]:
     return [(r["type"], r["points"], r["rule"]) for r in rewards]
-
-
-def state_of(key: bytes = M1) -> Member:
-    return Member.from_dict(members.read(key))
 
 
 async def _no_declare() -> None:
     return None
 
 
-@pytest.fixture
-async def pipeline(monkeypatch):
-    monkeypatch.setattr(agent_process, "declare_all", _no_declare)
+async def run_pipeline(monkeypatch, program: Program | None = None):
+    """Build an app with `program`, register its agents, and run the process agent in its test context."""
+    parts = build_test_parts(program)
+    monkeypatch.setattr(parts.topics, "declare_all", _no_declare)
     sent: list[Sent] = []
     changelog: list[tuple] = []
-    for kind in list(produced):
-        monkeypatch.setitem(produced, kind, RecordingTopic(kind, sent))
-    sink = RecordingSink(sent, changelog)
-    monkeypatch.setattr(outgoing, "sink", sink)
-    monkeypatch.setattr(changelogs, "sink", sink)
-    members.data.clear()
-    schedule.clear()
-    async with agent_process.process.test_context() as agent:
-        yield Pipeline(agent, sent, changelog)
-        assert agent._crash_reason is None
-    members.data.clear()
-    schedule.clear()
+    for kind in list(parts.topics.produced):
+        parts.topics.produced[kind] = RecordingTopic(kind, sent)
+    sink = RecordingSink(parts, sent, changelog)
+    parts.outgoing.sink = parts.changelogs.sink = sink
+    agents.process.register(parts.app, parts)
+    device_agent.register(parts.app, parts)
+    due_work, observer = schedule.DueWork(parts), observe.Observer(parts)
+    agent = parts.app.agents[agents.process.AGENT_NAME]
+    async with agent.test_context() as running:
+        yield Pipeline(parts, running, sent, changelog, due_work, observer)
+        assert running._crash_reason is None
+
+
+@pytest.fixture
+async def pipeline(monkeypatch):
+    async for running in run_pipeline(monkeypatch):
+        yield running
 
 
 # -- agents.process: valid events -----------------------------------------------------------------
@@ -220,19 +207,20 @@ async def pipeline(monkeypatch):
 async def test_share_earns_points_into_the_member_table(pipeline):
     await pipeline.put("shares", raw(share("e1")))
 
-    member = state_of()
+    member = pipeline.state_of()
     assert (member.ledger.available, member.ledger.pending) == (5, 0)
     assert member.event_ids == ["e1"]
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
     assert pipeline.to("notifications") == []
     assert [s.key for s in pipeline.sent] == [M1]
-    assert pipeline.changelog() == [(M1, members.read(M1))]  # assigned back: the new state reaches the changelog
+    # assigned back: the new state reaches the changelog
+    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
 
 
 async def test_order_updates_the_table_and_emits_rewards_and_a_notification(pipeline):
     await pipeline.put("orders", raw(order("o1", amount_cents=12345)))
 
-    member = state_of()
+    member = pipeline.state_of()
     assert (member.ledger.available, member.ledger.pending) == (0, 223)
     assert list(member.orders) == ["ord-o1"]
     rewards = pipeline.to("rewards")
@@ -243,7 +231,7 @@ async def test_order_updates_the_table_and_emits_rewards_and_a_notification(pipe
         ("points_pending", 223, "ord-o1")]
     assert [(s.kind, s.key) for s in pipeline.sent] == [("rewards", M1), ("rewards", M1), ("notifications", M1)]
     assert pipeline.to("dead-letters") == []
-    assert pipeline.changelog() == [(M1, members.read(M1))]
+    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
 
 
 async def test_events_of_two_members_keep_separate_states(pipeline):
@@ -251,35 +239,35 @@ async def test_events_of_two_members_keep_separate_states(pipeline):
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")  # same event id, other member
     await pipeline.put("shares", raw(share("e2", member_id="m1")), key=b"m1")
 
-    assert state_of(b"m1").ledger.available == 10
-    assert state_of(b"m2").ledger.available == 5
+    assert pipeline.state_of(b"m1").ledger.available == 10
+    assert pipeline.state_of(b"m2").ledger.available == 5
     assert [(s.key, s.json["points"], s.json["balance"]["available"]) for s in pipeline.sent] == [
         (b"m1", 5, 5), (b"m2", 5, 5), (b"m1", 5, 10)]
 
 
 async def test_the_state_is_written_only_once_the_outputs_are_acknowledged(pipeline, monkeypatch):
     steps: list[str] = []
-    hand_off = outgoing.sink.hand_off
+    hand_off = pipeline.outgoing.sink.hand_off
     acknowledged = asyncio.get_running_loop().create_future()
 
     async def held(topic, partition, records):
-        kind = topic_names.kind_of(topic).rsplit("-", 1)[-1]
+        kind = pipeline.names.kind_of(topic).rsplit("-", 1)[-1]
         steps.append(f"hand off {kind}")
         recorded = await hand_off(topic, partition, records)
         if kind == "changelog":
             return recorded
         return asyncio.ensure_future(_after(acknowledged, steps, kind))
 
-    monkeypatch.setattr(outgoing.sink, "hand_off", held)
+    monkeypatch.setattr(pipeline.outgoing.sink, "hand_off", held)
     put = asyncio.ensure_future(pipeline.put("orders", raw(order("o1"))))
     await asyncio.sleep(0.05)
     assert set(steps) == {"hand off rewards", "hand off notifications"}  # waiting for the broker
-    assert M1 not in members and not put.done()
+    assert M1 not in pipeline.members and not put.done()
 
     acknowledged.set_result(None)
     await put
 
-    assert steps[-1] == "hand off changelog" and M1 in members
+    assert steps[-1] == "hand off changelog" and M1 in pipeline.members
 
 
 async def _after(acknowledged: asyncio.Future, steps: list[str], kind: str) -> int:
@@ -289,10 +277,10 @@ async def _after(acknowledged: asyncio.Future, steps: list[str], kind: str) -> i
 
 
 async def test_a_failed_hand_off_or_delivery_is_sent_again_before_the_event_is_acked(pipeline, monkeypatch):
-    hand_off, failures = outgoing.sink.hand_off, []
+    hand_off, failures = pipeline.outgoing.sink.hand_off, []
 
     async def failing(topic, partition, records):
-        kind = topic_names.kind_of(topic)
+        kind = pipeline.names.kind_of(topic)
         if kind == "rewards" and len(failures) == 0:
             failures.append("hand-off")
             raise ConnectionError("producer buffer full")
@@ -303,7 +291,7 @@ async def test_a_failed_hand_off_or_delivery_is_sent_again_before_the_event_is_a
             return failed
         return await hand_off(topic, partition, records)
 
-    monkeypatch.setattr(outgoing.sink, "hand_off", failing)
+    monkeypatch.setattr(pipeline.outgoing.sink, "hand_off", failing)
     retries = REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) or 0
 
     await pipeline.put("shares", raw(share("e1")))
@@ -311,7 +299,7 @@ async def test_a_failed_hand_off_or_delivery_is_sent_again_before_the_event_is_a
     assert failures == ["hand-off", "delivery"]
     assert REGISTRY.get_sample_value("loyalty_producer_send_retries_total", {"topic": "rewards"}) == retries + 2
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # what the third try handed off
-    assert pipeline.changelog() == [(M1, members.read(M1))]
+    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
 
 
 async def test_a_batch_writes_each_changed_member_once(pipeline):
@@ -319,50 +307,50 @@ async def test_a_batch_writes_each_changed_member_once(pipeline):
                              ("shares", raw(share("e3")), M1), ("orders", raw(order("o1")), M1)])
 
     assert sorted(key for key, _ in pipeline.changelog()) == [M1, b"m2"]  # one record per member
-    assert state_of().ledger.available == 10 and state_of().event_ids == ["e1", "e3", "o1"]
+    assert pipeline.state_of().ledger.available == 10 and pipeline.state_of().event_ids == ["e1", "e3", "o1"]
     assert [r["points"] for r in pipeline.to("rewards") if r["member_id"] == "m1"] == [5, 5, 123, 100]
 
 
 async def test_events_arriving_while_a_batch_is_delivered_each_count_once(pipeline, monkeypatch):
     """The next batch fills while this one waits for the broker: it must collect the new events."""
-    hand_off = outgoing.sink.hand_off
+    hand_off = pipeline.outgoing.sink.hand_off
 
     async def slow(topic, partition, records):
         delivered = await hand_off(topic, partition, records)
         await asyncio.sleep(0.05)
         return delivered
 
-    monkeypatch.setattr(outgoing.sink, "hand_off", slow)
+    monkeypatch.setattr(pipeline.outgoing.sink, "hand_off", slow)
     first = asyncio.ensure_future(pipeline.put("shares", raw(share("e1"))))
     await asyncio.sleep(0.03)  # the first batch is being delivered now
     await pipeline.put_many([("shares", raw(share("e2")), M1), ("shares", raw(share("e3")), M1)])
     await first
 
     assert sorted(r["source_event_id"] for r in pipeline.to("rewards")) == ["e1", "e2", "e3"]
-    assert state_of().event_ids == ["e1", "e2", "e3"]
+    assert pipeline.state_of().event_ids == ["e1", "e2", "e3"]
 
 
 async def test_an_event_replayed_after_its_state_was_lost_sends_the_same_bytes(pipeline):
     """A crash after the outputs were delivered but before the state was written: same outputs, same ids."""
     await pipeline.put("orders", raw(order("o1")))
     first = [(s.kind, s.key, s.value) for s in pipeline.sent]
-    members.data.clear()  # the state never reached the store
+    pipeline.members.data.clear()  # the state never reached the store
 
     await pipeline.put("orders", raw(order("o1")))
 
     assert [(s.kind, s.key, s.value) for s in pipeline.sent] == first * 2  # consumers dedupe by id
-    assert state_of().ledger.pending == 223
+    assert pipeline.state_of().ledger.pending == 223
 
 
 async def test_a_duplicate_event_id_sends_nothing_and_changes_nothing(pipeline):
     await pipeline.put("shares", raw(share("e1")))
-    before, sent_before = members.read(M1), len(pipeline.sent)
+    before, sent_before = pipeline.members.read(M1), len(pipeline.sent)
     pipeline.changelog()
 
     await pipeline.put("shares", raw(share("e1")))  # redelivered
     await pipeline.put("shares", raw(share("e1", at="2025-03-04T10:00:00.000+08:00")))  # same id, other content
 
-    assert members.read(M1) == before
+    assert pipeline.members.read(M1) == before
     assert len(pipeline.sent) == sent_before == 1
     # The same state written again: after a crash the local store may hold it while the changelog does not.
     assert pipeline.changelog() == [(M1, before), (M1, before)]
@@ -375,10 +363,10 @@ async def test_member_erased_removes_the_member_from_the_table(pipeline):
 
     await pipeline.put("members", raw(erased))
 
-    assert M1 not in members
+    assert M1 not in pipeline.members
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares"), ("member_erased", 0, "erasure")]
     assert pipeline.changelog() == [(M1, None)]  # a tombstone
-    assert len(schedule) == 0
+    assert len(pipeline.schedule) == 0
 
 
 # -- agents.process: keyless messages -------------------------------------------------------------
@@ -390,11 +378,11 @@ async def test_a_keyless_message_is_resent_keyed_by_member_and_then_applied(pipe
     await pipeline.put("shares", value, key=key)
 
     assert pipeline.sent == [Sent("shares", M1, value)]  # same bytes, now keyed by member
-    assert M1 not in members
+    assert M1 not in pipeline.members
     assert pipeline.changelog() == []
 
     await pipeline.put("shares", pipeline.sent[0].value, key=pipeline.sent[0].key)  # as it comes back
-    assert state_of().ledger.available == 5
+    assert pipeline.state_of().ledger.available == 5
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
 
 
@@ -423,16 +411,16 @@ async def test_a_malformed_message_is_dead_lettered_and_the_stream_goes_on(pipel
     assert letter["error"] == code
     if detail is not None:
         assert letter["detail"] == detail
-    assert (letter["topic"], letter["partition"], letter["offset"]) == (topic_names.name("shares"), 0, bad.offset)
+    assert (letter["topic"], letter["partition"], letter["offset"]) == (pipeline.names.name("shares"), 0, bad.offset)
     assert letter["value"] == (None if value is None else value.decode())
     assert letter["key"] == (None if code == "invalid_key" else "m1")  # a non-UTF-8 key is not repeated
     assert [s.key for s in pipeline.sent if s.kind == "dead-letters"] == [key]
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # the next event applied
-    assert state_of().event_ids == ["e1"]
+    assert pipeline.state_of().event_ids == ["e1"]
 
 
 async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, monkeypatch):
-    real_apply = agent_process.apply_event
+    real_apply = agents.process.apply_event
     calls = []
 
     def apply_failing_once(state, event, program_):
@@ -441,36 +429,36 @@ async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, m
             raise RuntimeError("boom")
         return real_apply(state, event, program_)
 
-    monkeypatch.setattr(agent_process, "apply_event", apply_failing_once)
+    monkeypatch.setattr(agents.process, "apply_event", apply_failing_once)
 
     failed = await pipeline.put("shares", raw(share("e1")))
-    assert M1 not in members
+    assert M1 not in pipeline.members
     await pipeline.put("shares", raw(share("e2")))
 
     assert calls == ["e1", "e2"]
     [letter] = pipeline.to("dead-letters")
     assert (letter["error"], letter["detail"], letter["offset"]) == ("processing_error", "RuntimeError",
                                                                      failed.offset)
-    assert letter["topic"] == topic_names.name("shares")
+    assert letter["topic"] == pipeline.names.name("shares")
     assert orjson.loads(letter["value"])["event_id"] == "e1"
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
-    assert state_of().event_ids == ["e2"]
-    assert (state_of().ledger.available, state_of().ledger.pending) == (5, 0)
+    assert pipeline.state_of().event_ids == ["e2"]
+    assert (pipeline.state_of().ledger.available, pipeline.state_of().ledger.pending) == (5, 0)
 
 
 async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipeline):
     await pipeline.put("shares", raw(share("e1")))
-    before = members.read(M1)
+    before = pipeline.members.read(M1)
 
     bad = await pipeline.put("due", b"not json")
     await pipeline.put("shares", raw(share("e2")))
 
     [letter] = pipeline.to("dead-letters")
     assert (letter["topic"], letter["offset"], letter["error"], letter["detail"]) == (
-        topic_names.name("due"), bad.offset, "processing_error", "JSONDecodeError")
+        pipeline.names.name("due"), bad.offset, "processing_error", "JSONDecodeError")
     assert before["event_ids"] == ["e1"]
-    assert state_of().event_ids == ["e1", "e2"]
-    assert state_of().ledger.available == 10
+    assert pipeline.state_of().event_ids == ["e1", "e2"]
+    assert pipeline.state_of().ledger.available == 10
 
 
 # -- agents.schedule: due work --------------------------------------------------------------------
@@ -478,23 +466,23 @@ async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipe
 async def test_an_order_schedules_the_member_at_the_release_of_its_pending_lots(pipeline):
     await pipeline.put("orders", raw(order("o1")))
 
-    assert len(schedule) == 1
-    assert schedule.pop_due(RELEASE_AT_MS - 1) == []
-    assert schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
+    assert len(pipeline.schedule) == 1
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS - 1) == []
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
 
 
 async def test_the_schedule_follows_the_next_due_work_and_drops_an_erased_member(pipeline):
     await pipeline.put("shares", raw(share("e1")))
     # a share's lot is available at once: the member is scheduled at the core's next due instant
-    due_at = next_due(state_of(), program, PAID_AT_MS)
+    due_at = next_due(pipeline.state_of(), pipeline.program, PAID_AT_MS)
     assert due_at is not None and due_at > PAID_AT_MS
-    assert schedule.pop_due(due_at - 1) == []
-    assert schedule.pop_due(due_at) == [(M1, due_at)]
+    assert pipeline.schedule.pop_due(due_at - 1) == []
+    assert pipeline.schedule.pop_due(due_at) == [(M1, due_at)]
 
     erased = {"event_id": "x1", "member_id": "m1", "occurred_at": PAID_AT, "type": "member_erased"}
     await pipeline.put("shares", raw(share("e2")))
     await pipeline.put("members", raw(erased))
-    assert len(schedule) == 0
+    assert len(pipeline.schedule) == 0
 
 
 async def test_a_due_message_releases_pending_points(pipeline):
@@ -504,7 +492,7 @@ async def test_a_due_message_releases_pending_points(pipeline):
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))
 
-    member = state_of()
+    member = pipeline.state_of()
     assert (member.ledger.available, member.ledger.pending) == (223, 0)
     rewards = pipeline.to("rewards")
     # lots release in (available_at, lot_id) order: "o1:first_order_bonus" < "o1:order"
@@ -517,74 +505,74 @@ async def test_a_due_message_releases_pending_points(pipeline):
         ("points_earned", {"points": 100, "rule": "first_order_bonus"}),
         ("points_earned", {"points": 123, "rule": "order"})]
     assert {s.key for s in pipeline.sent} == {M1}
-    assert pipeline.changelog() == [(M1, members.read(M1))]
+    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
     # rescheduled at the core's next due instant after the release
-    due_at = next_due(member, program, RELEASE_AT_MS)
+    due_at = next_due(member, pipeline.program, RELEASE_AT_MS)
     assert due_at is not None and due_at > RELEASE_AT_MS
-    assert schedule.pop_due(due_at) == [(M1, due_at)]
+    assert pipeline.schedule.pop_due(due_at) == [(M1, due_at)]
 
 
 async def test_an_early_due_message_changes_nothing(pipeline):
     await pipeline.put("orders", raw(order("o1")))
-    before, sent_before = members.read(M1), len(pipeline.sent)
+    before, sent_before = pipeline.members.read(M1), len(pipeline.sent)
     pipeline.changelog()
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS - 1}))
 
-    assert members.read(M1) == before
+    assert pipeline.members.read(M1) == before
     assert len(pipeline.sent) == sent_before
     assert pipeline.changelog() == []
-    assert schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(M1, RELEASE_AT_MS)]
 
 
 async def test_a_due_message_twice_releases_once(pipeline):
     await pipeline.put("orders", raw(order("o1")))
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))
-    after, sent_after = members.read(M1), len(pipeline.sent)
+    after, sent_after = pipeline.members.read(M1), len(pipeline.sent)
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS + 1}))
 
-    assert members.read(M1) == after
+    assert pipeline.members.read(M1) == after
     assert len(pipeline.sent) == sent_after
 
 
 async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
-    schedule.set(b"gone", RELEASE_AT_MS)
+    pipeline.schedule.set(b"gone", RELEASE_AT_MS)
 
     await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}), key=b"gone")
 
-    assert len(schedule) == 0
+    assert len(pipeline.schedule) == 0
     assert pipeline.sent == []
-    assert b"gone" not in members
+    assert b"gone" not in pipeline.members
     assert pipeline.changelog() == []
 
 
 async def test_rebuild_schedules_every_member_of_the_table_and_skips_unreadable_ones(pipeline):
     await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
-    members.data[b"broken"] = b'{"member_id": "broken"}'  # straight into the store: not a valid member
-    members.data[b"garbled"] = b"{not json"
+    pipeline.members.data[b"broken"] = b'{"member_id": "broken"}'  # straight into the store: not a valid member
+    pipeline.members.data[b"garbled"] = b"{not json"
     errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
-    schedule.clear()
+    pipeline.schedule.clear()
 
-    agent_schedule._rebuild(PAID_AT_MS)
+    pipeline.due_work.rebuild(PAID_AT_MS)
 
-    m2_due = next_due(state_of(b"m2"), program, PAID_AT_MS)
-    assert len(schedule) == 2
-    assert schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
-    assert schedule.pop_due(m2_due) == [(b"m2", m2_due)]
+    m2_due = next_due(pipeline.state_of(b"m2"), pipeline.program, PAID_AT_MS)
+    assert len(pipeline.schedule) == 2
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
+    assert pipeline.schedule.pop_due(m2_due) == [(b"m2", m2_due)]
     assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 2
 
 
 async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkeypatch):
     recovered = asyncio.Event()
     recovered.set()
-    monkeypatch.setattr(app.tables.recovery, "completed", recovered)
-    monkeypatch.setattr(agent_schedule, "_needs_rebuild", False)
+    monkeypatch.setattr(pipeline.app.tables.recovery, "completed", recovered)
+    pipeline.due_work.needs_rebuild = False
     later = int(time.time() * 1000) + DAY
-    schedule.set(b"m1", 1000)
-    schedule.set(b"m2", later)
-    tick = inspect.unwrap(agent_schedule.send_due_work)  # the timer body, without Faust's timer loop
+    pipeline.schedule.set(b"m1", 1000)
+    pipeline.schedule.set(b"m2", later)
+    tick = pipeline.due_work.tick  # the timer body, without Faust's timer loop
 
     before = int(time.time() * 1000)
     await tick()
@@ -593,16 +581,15 @@ async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkey
     [due] = pipeline.sent
     assert (due.kind, due.key) == ("due", b"m1")
     assert before <= due.json["at"] <= after
-    assert schedule.pop_due(later) == [(b"m2", later)]
+    assert pipeline.schedule.pop_due(later) == [(b"m2", later)]
 
 
 async def test_the_members_recount_counts_by_tier_and_segment_and_skips_unreadable_values(pipeline):
-    observe = importlib.import_module("agents.observe")
     await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
-    members.data[b"garbled"] = b"{not json"
+    pipeline.members.data[b"garbled"] = b"{not json"
 
-    assert await observe.recount_members()
+    assert await pipeline.observer.recount_members()
 
     assert REGISTRY.get_sample_value("loyalty_members_by_tier", {"tier": "bronze"}) == 2
     segments = {s: REGISTRY.get_sample_value("loyalty_members_by_segment", {"segment": s}) or 0
@@ -622,3 +609,11 @@ async def test_the_tier_and_segment_gauges_follow_each_change_between_recounts(p
     erased = {"event_id": "x1", "member_id": "m9", "occurred_at": PAID_AT, "type": "member_erased"}
     await pipeline.put("members", raw(erased), key=b"m9")
     assert gauge("loyalty_members_by_tier", "tier", "bronze") == bronze
+
+
+async def test_an_app_built_with_another_program_applies_that_program(monkeypatch):
+    generous = parse_program(default_program_text().replace("[shares]\npoints = 5", "[shares]\npoints = 40"))
+    async for pipeline in run_pipeline(monkeypatch, generous):
+        await pipeline.put("shares", raw(share("e1")))
+        assert pipeline.state_of().ledger.available == 40
+        assert summary(pipeline.to("rewards")) == [("points_earned", 40, "shares")]

@@ -155,7 +155,7 @@ def test_every_dead_letter_code_is_documented() -> None:
 
 def test_every_dead_letter_code_the_code_emits_is_in_the_schema() -> None:
     emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
-    emitted |= set(re.findall(r'emit_dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
+    emitted |= set(re.findall(r'dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
     assert "processing_error" in emitted
     assert emitted <= set(load_schema("dead-letters")["properties"]["error"]["enum"])
 

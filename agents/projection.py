@@ -1,4 +1,4 @@
-"""The Redis projection's background task (docs/redis.md); does nothing unless LOYALTY_REDIS_URL is set.
+"""The Redis projection's background task (docs/redis.md); registered only when LOYALTY_REDIS_URL is set.
 
 The processing agent records each change with `projection.member_changed(key, state)`; this
 task writes them to Redis. After every rebalance (worker start included) it projects every
@@ -7,17 +7,22 @@ and Redis data loss. It never writes while a rebalance or table recovery is unde
 """
 from __future__ import annotations
 
-from stream_app.app import app
-from tables.members import members
-from tables.redis_projection import projection
+import faust
+
+from stream_app.parts import Parts
+from tables.redis_projection import PENDING
 
 
-def _paused() -> bool:
-    return app.rebalancing or not app.tables.recovery.completed.is_set()
+def register(app: faust.App, parts: Parts) -> None:
+    projection, members = parts.projection, parts.members
+    PENDING.set_function(lambda: projection.pending)
+    if not projection.enabled:
+        return
 
+    def paused() -> bool:
+        return app.rebalancing or not app.tables.recovery.completed.is_set()
 
-if projection.enabled:
-    projection.attach(keys=members.keys, lookup=members.read, paused=_paused)
+    projection.attach(keys=members.keys, lookup=members.read, paused=paused)
 
     @app.on_rebalance_complete.connect
     async def _resync_after_rebalance(sender, **kwargs) -> None:
@@ -27,6 +32,7 @@ if projection.enabled:
     async def _flush_at_shutdown(sender, **kwargs) -> None:
         await projection.close()
 
-    @app.task
     async def project_to_redis() -> None:
         await projection.run()
+
+    app.task(project_to_redis)

@@ -1,0 +1,120 @@
+"""The composition root: settings and a program in, a wired Faust app out.
+
+Everything the worker runs is built here, once, in the order data flows (topics in, tables,
+agents, topics out, then the operator surface), and each part is passed to the modules that use
+it (`register(app, parts)`); no module reaches for a global. Several apps, each with its own
+program and store, can live in one process (the agent tests build one each).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+
+from agents import devices as device_agent
+from agents import observe, projection, schedule
+from agents import process as process_agent
+from agents.emit import Emitter
+from stream_app import faust_compat, web
+from stream_app.core.due_schedule import DueSchedule
+from stream_app.core.program import Program
+from stream_app.parts import Parts
+from stream_app.settings import Settings
+from tables.devices import devices_table
+from tables.members import members_table
+from tables.redis_projection import RedisProjection, key_prefix
+from topics.catalog import TopicNames
+from topics.kafka_topics import KafkaTopics
+from topics.outgoing import OutgoingBatches, ProducerSink
+
+#: Faust and aiokafka log every send at DEBUG; building those records cost ~9% of a worker's time.
+CHATTY_LOGGERS = ("aiokafka", "faust.topics")
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the service's delivery, producer and web settings (docs/configuration.md)."""
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        # None of Faust's built-in pages (see also faust_compat.drop_builtin_pages).
+        web_router_enabled=False, web_tables_enabled=False, web_graph_enabled=False,
+        web_stats_enabled=False, web_metrics_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=1,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_linger=0.005,  # batch sends for 5 ms: far fewer produce requests per event
+        producer_max_batch_size=512 * 1024,  # an agent batch goes out as one record batch per partition
+        autodiscover=False,
+    )
+
+
+def build_parts(settings: Settings, program: Program) -> Parts:
+    """Every part of one deployment, unregistered."""
+    faust_compat.check()
+    app = faust_app(settings)
+    names = TopicNames(settings.topic_prefix)
+    outgoing = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
+    changelogs = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
+    return Parts(
+        settings=settings, program=program, app=app, names=names,
+        topics=KafkaTopics(app, names, settings.partitions),
+        outgoing=outgoing, changelogs=changelogs,
+        members=members_table(app, changelogs=changelogs, partitions=settings.partitions),
+        devices=devices_table(app, changelogs=changelogs, partitions=settings.partitions),
+        schedule=DueSchedule(),
+        projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
+        emitter=Emitter(outgoing, names),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Wired:
+    """A built app, its parts, and what each module registered on it."""
+
+    app: faust.App
+    parts: Parts
+    processor: process_agent.MemberProcessor
+    indexer: device_agent.DeviceIndexer
+    due_work: schedule.DueWork
+    observer: observe.Observer
+
+
+def build_app(settings: Settings, program: Program) -> Wired:
+    """The wired app: agents, timers, tasks, sensors and web routes registered on it."""
+    parts = build_parts(settings, program)
+    app = parts.app
+    wired = Wired(app, parts, processor=process_agent.register(app, parts), indexer=device_agent.register(app, parts),
+                  due_work=schedule.register(app, parts), observer=observe.register(app, parts))
+    projection.register(app, parts)
+    web.register(app, parts)
+    faust_compat.drop_builtin_pages(app)
+
+    @app.on_worker_init.connect
+    def _log_levels(sender, **kwargs) -> None:
+        """After the worker set up logging (`-l`), LOYALTY_LOG_LEVEL decides."""
+        apply_log_level(settings.log_level)
+
+    return wired
+
+
+def apply_log_level(level: str) -> None:
+    logging.getLogger().setLevel(level.upper())
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -1,0 +1,91 @@
+"""Every faust-streaming internal the project relies on, in one place, checked against the version.
+
+The service leans on a few parts of faust-streaming that are not public API:
+
+- the current-event context variable Faust's tables read to find the partition of a write
+  (`faust.streams._current_event`);
+- `Message.incref`/`ack` to hold a message past `take_events`' own ack;
+- the aiokafka producer behind `app.producer` and its batch API (`create_batch`, `send_batch`);
+- `Consumer._committed_offset`, the committed offset per partition;
+- `Table.send_changelog`, overridden to route changelog records through the agents' batch
+  (tables/changelog.py), and `Store.set_persisted_offset`;
+- the web server's blueprint list, to serve none of Faust's built-in pages.
+
+`check()` runs when the app is built: a faust-streaming release outside `SUPPORTED` refuses to start
+rather than misbehave quietly. tests/unit/shell/test_faust_compat.py fails when any of these changes
+shape underneath (names, signatures), so an upgrade is a deliberate step.
+"""
+from __future__ import annotations
+
+import inspect
+import weakref
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.tables.base import Collection
+from faust.transport.consumer import Consumer
+
+#: The faust-streaming releases whose internals were read for this module (pyproject pins <0.16).
+SUPPORTED = ("0.15.3",)
+#: Faust's built-in blueprints (`/`, `/router`, `/table`, `/graph`, `/stats`, `/performance`): none is served.
+BUILTIN_BLUEPRINT_PREFIX = "faust.web.apps."
+#: `Table.send_changelog`'s parameters, as overridden in tables/changelog.py.
+SEND_CHANGELOG_PARAMETERS = ("self", "partition", "key", "value", "key_serializer", "value_serializer")
+
+
+class UnsupportedFaust(RuntimeError):
+    """The installed faust-streaming is not one whose internals this module was checked against."""
+
+
+def check() -> None:
+    """Refuse a faust-streaming release this module was not checked against."""
+    if faust.__version__ not in SUPPORTED:
+        raise UnsupportedFaust(f"faust-streaming {faust.__version__} is installed; this release of the service "
+                               f"was checked against {', '.join(SUPPORTED)} (stream_app/faust_compat.py)")
+    params = tuple(inspect.signature(Collection.send_changelog).parameters)
+    if params != SEND_CHANGELOG_PARAMETERS:
+        raise UnsupportedFaust(f"Table.send_changelog{params} changed; tables/changelog.py overrides it")
+
+
+def set_current_event(event: Any) -> None:
+    """Make `event` the current event of this task, so a table write goes to its partition.
+
+    Only the context variable Faust's tables read (faust.streams.current_event()), never
+    `Stream.current_event`: take_events' background task reads that attribute to collect the next
+    batch, and would collect the wrong event.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def hold(message: Any) -> None:
+    """One more reference on `message`: its offset is not committable until `message.ack()` is called
+    once more (take_events acks each event once by itself)."""
+    message.incref()
+
+
+def raw_producer(app: faust.App) -> Any:
+    """The aiokafka producer behind `app.producer`, for its batch API (create_batch, send_batch)."""
+    return app.producer._ensure_producer()
+
+
+def committed_offsets(consumer: Consumer) -> dict:
+    """The committed offset per partition (seeded from the broker on assignment, updated after each commit)."""
+    return {tp: offset for tp, offset in getattr(consumer, "_committed_offset", {}).items() if offset is not None}
+
+
+def changelog_send_result(partition: int) -> SimpleNamespace:
+    """What `Table.on_key_set`/`on_key_del` read of `send_changelog`'s result: only `.message.partition`."""
+    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+
+def drop_builtin_pages(app: faust.App) -> None:
+    """Serve none of Faust's built-in pages (they expose tables, the partition map and app internals).
+
+    Routing `/members/{id}` to the owning worker does not need them: `app.table_route` forwards the
+    request to the same path on the owner. Must run before the web server starts.
+    """
+    manager = app.web.blueprints
+    manager._enabled = [(prefix, bp) for prefix, bp in manager._enabled
+                        if not (isinstance(bp, str) and bp.startswith(BUILTIN_BLUEPRINT_PREFIX))]

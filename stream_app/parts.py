@@ -1,0 +1,35 @@
+"""The parts of one deployment, built once by the composition root (stream_app/compose.py) and passed
+to each module's `register(app, parts)`: nothing in the shell reaches for a global app, table or setting."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from agents.emit import Emitter
+from stream_app.core.due_schedule import DueSchedule
+from stream_app.core.program import Program
+from stream_app.settings import Settings
+from tables.changelog import BatchedChangelogTable
+from tables.redis_projection import RedisProjection
+from topics.catalog import TopicNames
+from topics.kafka_topics import KafkaTopics
+from topics.outgoing import OutgoingBatches
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    settings: Settings
+    program: Program
+    app: faust.App
+    names: TopicNames
+    topics: KafkaTopics
+    #: outputs and dead letters of a batch, handed over first...
+    outgoing: OutgoingBatches
+    #: ...and the table changelog records, handed over once those are acknowledged (agents/batch.py)
+    changelogs: OutgoingBatches
+    members: BatchedChangelogTable
+    devices: BatchedChangelogTable
+    schedule: DueSchedule
+    projection: RedisProjection
+    emitter: Emitter

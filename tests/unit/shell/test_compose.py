@@ -1,0 +1,130 @@
+"""The composition root: what it builds, what it keeps stable, and that every setting reaches its part."""
+from __future__ import annotations
+
+import ast
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream_app.compose import build_app
+from stream_app.core.program import default_program_text, load_program, parse_program
+from stream_app.settings import DEFAULTS, load_settings
+from tests.unit.shell.test_contracts import env_table
+
+ROOT = Path(__file__).resolve().parents[3]
+SHELL_PACKAGES = ("agents", "tables", "topics", "stream_app")
+
+
+def wire(env: dict[str, str] | None = None, program_text: str | None = None):
+    settings = load_settings({"LOYALTY_STORE": "memory://", **(env or {})})
+    program = parse_program(program_text) if program_text else load_program(settings.rules_path)
+    return build_app(settings, program)
+
+
+def test_agent_table_and_topic_names_are_those_of_the_previous_release() -> None:
+    """Existing consumer groups, changelog topics and offsets stay valid across the refactor.
+
+    The names below are what the release before the composition root registered (read off
+    `faust -A stream_app.app` at commit 76688db: agents named after their module path).
+    """
+    app = wire({"LOYALTY_APP_ID": "shop"}).app
+    assert sorted(app.agents) == ["agents.devices.index_devices", "agents.process.process"]
+    assert {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()} == {
+        "members": "shop-members-changelog", "devices": "shop-devices-changelog"}
+    assert app.conf.id == "shop"  # the consumer group
+    process = app.agents["agents.process.process"]
+    assert sorted(process.channel.topics) == sorted(f"loyalty.{k}" for k in (
+        "orders", "reviews", "shares", "logins", "members", "redemptions", "admin", "due"))
+
+
+def test_two_apps_live_in_one_process_each_with_its_program_and_store(tmp_path) -> None:
+    generous = default_program_text().replace("[shares]\npoints = 5", "[shares]\npoints = 50")
+    one = wire({"LOYALTY_APP_ID": "one"})
+    two = wire({"LOYALTY_APP_ID": "two", "LOYALTY_STORE": "rocksdb://", "LOYALTY_DATA_DIR": str(tmp_path)},
+               generous)
+    assert one.app is not two.app and one.parts.members is not two.parts.members
+    assert (one.parts.program.share_points, two.parts.program.share_points) == (5, 50)
+    assert (str(one.app.conf.store), str(two.app.conf.store)) == ("memory:", "rocksdb:")
+
+
+@pytest.mark.parametrize("module", sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts) for package in SHELL_PACKAGES
+    for p in (ROOT / package).rglob("*.py") if p.name != "__init__.py" and "core" not in p.parts
+    and p.relative_to(ROOT).as_posix() != "stream_app/app.py"))
+def test_each_shell_module_imports_on_its_own(module: str) -> None:
+    """No import cycle: each module imports in a fresh interpreter without the app module first."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}; import sys; "
+                           "sys.exit('stream_app.app' in sys.modules)"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_nothing_imports_the_app_module() -> None:
+    importers = []
+    for path in ROOT.rglob("*.py"):
+        if {".venv", ".cache", ".local"} & set(path.relative_to(ROOT).parts):
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if "stream_app.app" in names:
+                importers.append(path.relative_to(ROOT).as_posix())
+    assert importers == []
+
+
+def test_builtin_faust_pages_are_not_registered() -> None:
+    app = wire().app
+    assert all(not str(bp).startswith("faust.web.apps.") for _, bp in app.web.blueprints._enabled)
+
+
+# -- every documented variable has an effect ------------------------------------------------------
+
+def _effects(tmp_path: Path) -> dict:
+    """For each variable: (a value other than its default, a function of the wired app giving what it set)."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(default_program_text().replace("[shares]\npoints = 5", "[shares]\npoints = 9"))
+    return {
+        "LOYALTY_BROKER": ("kafka://k1:9093", lambda w: str(w.app.conf.broker[0]), "kafka://k1:9093"),
+        "LOYALTY_APP_ID": ("other", lambda w: w.app.conf.id, "other"),
+        "LOYALTY_STORE": ("rocksdb://", lambda w: str(w.app.conf.store), "rocksdb:"),
+        "LOYALTY_DATA_DIR": (str(tmp_path / "d"), lambda w: str(w.app.conf.datadir).startswith(str(tmp_path)), True),
+        "LOYALTY_WEB_HOST": ("w7.example", lambda w: w.app.conf.web_host, "w7.example"),
+        "LOYALTY_WEB_PORT": ("7077", lambda w: w.app.conf.web_port, 7077),
+        "LOYALTY_WEB_BIND": ("0.0.0.0", lambda w: w.app.conf.web_bind, "0.0.0.0"),
+        "LOYALTY_TOPIC_PREFIX": ("shop.", lambda w: sorted(w.parts.topics.produced["orders"].topics), ["shop.orders"]),
+        "LOYALTY_PARTITIONS": ("3", lambda w: (w.app.conf.topic_partitions, w.parts.members.partitions), (3, 3)),
+        "LOYALTY_REPLICATION": ("3", lambda w: w.app.conf.topic_replication_factor, 3),
+        "LOYALTY_RULES": (str(rules), lambda w: w.processor.program.share_points, 9),
+        "LOYALTY_REDIS_URL": ("redis://r:6379/2", lambda w: (w.parts.projection.enabled, w.parts.projection.url),
+                              (True, "redis://r:6379/2")),
+        "LOYALTY_DUE_TICK": ("PT5S", lambda w: w.due_work.interval, 5.0),
+        "LOYALTY_SESSION_TIMEOUT": ("PT20S", lambda w: (w.app.conf.broker_session_timeout,
+                                                        w.app.conf.broker_heartbeat_interval), (20.0, 3.0)),
+        "LOYALTY_TIER_SCAN_INTERVAL": ("PT10M", lambda w: w.observer.tier_scan_interval, 600.0),
+        "LOYALTY_LOG_LEVEL": ("error", _log_level_after_worker_init, logging.ERROR),
+        "LOYALTY_ADMIN_TOKEN": ("a-secret", lambda w: w.parts.settings.admin_token, "a-secret"),
+        "LOYALTY_READ_TOKEN": ("r-secret", lambda w: w.parts.settings.read_token, "r-secret"),
+        "LOYALTY_PII_KEY": ("k", lambda w: w.processor.pii_key, b"k"),
+    }
+
+
+def _log_level_after_worker_init(wired) -> int:
+    root = logging.getLogger()
+    before = root.level
+    try:
+        wired.app.on_worker_init.send()
+        return root.level
+    finally:
+        root.setLevel(before)
+
+
+def test_every_documented_variable_has_an_effect_on_the_wired_app(tmp_path) -> None:
+    effects = _effects(tmp_path)
+    assert set(effects) == set(env_table()) == set(DEFAULTS), "a variable without an effect test"
+    baseline = wire({"LOYALTY_DATA_DIR": "/elsewhere"})
+    for name, (value, read, expected) in effects.items():
+        changed = wire({name: value})
+        assert read(changed) == expected, name
+        assert read(baseline) != expected, f"{name}: the default already gives {expected!r}"
