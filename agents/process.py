@@ -20,6 +20,7 @@ from stream_app.core.engine import advance, apply_event, event_time_ms
 from stream_app.core.outcomes import DUPLICATE
 from stream_app.core.privacy import scrub
 from stream_app.parts import Parts
+from topics.outgoing import partition_for
 from topics.validation import Rejection, decode_event
 
 #: The agent's name since the first release (the module path Faust used to derive it): kept as is.
@@ -34,6 +35,7 @@ class MemberProcessor:
         self.emit, self.outgoing = parts.emitter, parts.outgoing
         self.schedule, self.projection = parts.schedule, parts.projection
         self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due"}
+        self.partitions = parts.settings.partitions  # every topic has this many (docs/configuration.md)
 
     def apply(self, states: BatchStates, event) -> int | None:
         kind = self.kind_of_topic.get(event.message.topic, "unknown")
@@ -68,6 +70,12 @@ class MemberProcessor:
             # Keyless: send it back keyed by member so it lands in the member's own partition.
             self.outgoing.add(message.topic, member_key, message.value)
             metrics.count_event(kind, "rekeyed")
+            return None
+        if partition_for(member_key, self.partitions) != message.partition:
+            # Another partitioner put it here (e.g. librdkafka's CRC32): applying it here would give the
+            # member a second state. Send it on, unchanged, to the member's partition (murmur2).
+            self.outgoing.add(message.topic, message.key, message.value)
+            metrics.count_event(kind, "forwarded")
             return None
         before = states.get(member_key)
         result = apply_event(before, scrub(decoded, self.pii_key), self.program)

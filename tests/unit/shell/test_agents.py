@@ -37,6 +37,7 @@ from stream_app.core.due import next_due
 from stream_app.core.member import Member
 from stream_app.core.program import Program, default_program_text, load_program, parse_program
 from stream_app.settings import load_settings
+from topics.outgoing import partition_for
 from topics.validation import validate_output
 
 _APP_IDS = itertools.count()
@@ -124,14 +125,17 @@ class Pipeline:
         self.names, self.outgoing = parts.names, parts.outgoing
         self.due_work, self.observer = due_work, observer
 
-    async def put(self, kind: str, value: bytes | None, key: bytes | None = M1) -> Message:
+    async def put(self, kind: str, value: bytes | None, key: bytes | None = M1,
+                  partition: int | None = None) -> Message:
         """Put one message on topic `kind` and wait until the agent has fully processed it."""
-        return (await self.put_many([(kind, value, key)]))[0]
+        return (await self.put_many([(kind, value, key)], partition))[0]
 
-    async def put_many(self, messages: list[tuple[str, bytes | None, bytes | None]]) -> list[Message]:
-        """Put (kind, value, key) messages at once (one batch of the agent) and wait until all are processed."""
+    async def put_many(self, messages: list[tuple[str, bytes | None, bytes | None]],
+                       partition: int | None = None) -> list[Message]:
+        """Put (kind, value, key) messages at once (one batch of the agent) and wait until all are processed;
+        each in its key's partition (murmur2, as Kafka's default partitioner) unless `partition` is given."""
         channel = self.agent.stream().channel
-        put = [self._message(*m) for m in messages]
+        put = [self._message(*m, partition) for m in messages]
         for message in put:
             message.incref()  # one reference per subscribed stream, as Faust's conductor does
             await channel.put(await channel.decode(message))
@@ -144,8 +148,11 @@ class Pipeline:
             await asyncio.sleep(0)
         return put
 
-    def _message(self, kind: str, value: bytes | None, key: bytes | None) -> Message:
-        message = Message(topic=self.names.name(kind), partition=0, offset=self._offset, timestamp=time.time(),
+    def _message(self, kind: str, value: bytes | None, key: bytes | None, partition: int | None) -> Message:
+        if partition is None:
+            partition = partition_for(key, self.parts.settings.partitions) if key else 0
+        message = Message(topic=self.names.name(kind), partition=partition, offset=self._offset,
+                          timestamp=time.time(),
                           timestamp_type=0, headers=None, key=key, value=value, checksum=None,
                           serialized_key_size=0, serialized_value_size=0,
                           generation_id=self.app.consumer_generation_id)
@@ -386,6 +393,25 @@ async def test_a_keyless_message_is_resent_keyed_by_member_and_then_applied(pipe
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
 
 
+# -- agents.process: placement --------------------------------------------------------------------
+
+async def test_an_event_in_another_partition_than_its_members_is_forwarded_unchanged_and_not_applied(pipeline):
+    home = partition_for(M1, pipeline.parts.settings.partitions)
+    elsewhere = (home + 1) % pipeline.parts.settings.partitions
+    value = raw(share("e1"))
+
+    await pipeline.put("shares", value, partition=elsewhere)  # e.g. published with librdkafka's CRC32
+
+    assert pipeline.members.read(M1) is None
+    assert [(s.kind, s.key, s.value) for s in pipeline.sent] == [("shares", M1, value)]
+    forwarded = REGISTRY.get_sample_value("loyalty_events_total", {"topic": "shares", "outcome": "forwarded"})
+    assert forwarded and forwarded >= 1
+
+    await pipeline.put("shares", value)  # the forwarded copy, now in the member's partition
+    assert pipeline.state_of().ledger.available == 5
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
+
+
 # -- agents.process: dead letters -----------------------------------------------------------------
 
 MALFORMED = {
@@ -411,7 +437,8 @@ async def test_a_malformed_message_is_dead_lettered_and_the_stream_goes_on(pipel
     assert letter["error"] == code
     if detail is not None:
         assert letter["detail"] == detail
-    assert (letter["topic"], letter["partition"], letter["offset"]) == (pipeline.names.name("shares"), 0, bad.offset)
+    assert (letter["topic"], letter["partition"], letter["offset"]) == (
+        pipeline.names.name("shares"), bad.partition, bad.offset)
     assert letter["value"] == (None if value is None else value.decode())
     assert letter["key"] == (None if code == "invalid_key" else "m1")  # a non-UTF-8 key is not repeated
     assert [s.key for s in pipeline.sent if s.kind == "dead-letters"] == [key]
