@@ -5,7 +5,8 @@ The service leans on a few parts of faust-streaming that are not public API:
 - the current-event context variable Faust's tables read to find the partition of a write
   (`faust.streams._current_event`);
 - `Message.incref`/`ack` to hold a message past `take_events`' own ack;
-- the aiokafka producer behind `app.producer` and its batch API (`create_batch`, `send_batch`);
+- the aiokafka producer behind `app.producer`, its batch API (`create_batch`, `send_batch`) and its
+  metadata wait (`client._wait_on_metadata`);
 - `Consumer._committed_offset`, the committed offset per partition;
 - `Table.send_changelog`, overridden to route changelog records through the agents' batch
   (tables/changelog.py), and `Store.set_persisted_offset`;
@@ -68,6 +69,12 @@ def hold(message: Any) -> None:
 def raw_producer(app: faust.App) -> Any:
     """The aiokafka producer behind `app.producer`, for its batch API (create_batch, send_batch)."""
     return app.producer._ensure_producer()
+
+
+async def partition_count(producer: Any, topic: str) -> int:
+    """How many partitions `topic` has, from the aiokafka producer's metadata (fetched if unknown)."""
+    await producer.client._wait_on_metadata(topic)
+    return len(producer.client.cluster.partitions_for_topic(topic))
 
 
 def committed_offsets(consumer: Consumer) -> dict:

@@ -24,7 +24,7 @@ from typing import Protocol
 from aiokafka.partitioner import murmur2
 
 from stream_app import metrics
-from stream_app.faust_compat import raw_producer
+from stream_app.faust_compat import partition_count, raw_producer
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ class ProducerSink:
         return raw_producer(self._app)
 
     async def partition_count(self, topic: str) -> int:
-        producer = self._producer()
-        await producer.client._wait_on_metadata(topic)
-        return len(producer.client.cluster.partitions_for_topic(topic))
+        return await partition_count(self._producer(), topic)
 
     async def hand_off(self, topic: str, partition: int, records: list[Record]) -> Awaitable[int]:
         producer = self._producer()

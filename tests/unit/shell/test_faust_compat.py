@@ -10,6 +10,7 @@ import inspect
 import faust
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
 from faust.stores.base import Store
 from faust.streams import _current_event, current_event
 from faust.tables.base import Collection
@@ -67,6 +68,7 @@ def test_the_producer_batch_api_and_store_offsets_exist() -> None:
     assert "batch" in inspect.signature(AIOKafkaProducer.send_batch).parameters
     assert callable(Store.set_persisted_offset)
     assert "_ensure_producer" in dir(FaustProducer)
+    assert list(inspect.signature(AIOKafkaClient._wait_on_metadata).parameters) == ["self", "topic"]
 
 
 def test_the_consumer_keeps_committed_offsets_where_we_read_them() -> None:
