@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 BOOTSTRAP = os.environ.get("LOYALTY_TEST_BOOTSTRAP", "127.0.0.1:9092")
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,6 +228,21 @@ def records(topic: str, timeout: float = 30) -> list[tuple[bytes | None, bytes |
             return found
         finally:
             await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The broker's configuration of `topic` (every key, defaults included)."""
+
+    async def run() -> dict[str, str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            response = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            return {entry[0]: entry[1] for entry in response[0].resources[0][4]}
+        finally:
+            await admin.close()
 
     return asyncio.run(run())
 

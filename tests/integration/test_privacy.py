@@ -24,7 +24,7 @@ from rocksdict import AccessType, Options, Rdict
 
 from stream_app.core.handlers import MAX_DEVICES
 from stream_app.core.privacy import keyed_hash
-from tests.integration.harness import consume, event_message, produce, records, wait_for
+from tests.integration.harness import consume, event_message, produce, records, topic_config, wait_for
 
 SHANGHAI = timezone(timedelta(hours=8))
 FAST = (Path(__file__).parent / "programs" / "fast.toml").read_text()
@@ -256,8 +256,12 @@ def _erasure(deployment, worker, client: redis.Redis, app_id: str) -> None:
     wait_for(lambda: worker.get(f"/members/{gone}")[0] == 404, timeout=30)
     assert time.monotonic() - sent_at < 20, "the erasure must be applied before the release falls due"
 
-    # Members table: gone, its changelog ends with a tombstone; the other member is untouched.
+    # Members table: gone, its changelog ends with a tombstone (and its earlier states are compacted away
+    # within a day); the other member is untouched.
     wait_for(lambda: latest(changelog(deployment, "members")).get(gone.encode(), b"") is None, timeout=20)
+    for table in ("members", "devices"):
+        config = topic_config(f"{app_id}-{table}-changelog")
+        assert (config["cleanup.policy"], config["max.compaction.lag.ms"]) == ("compact", str(86_400_000))
     assert worker.member(stays)["points"]["pending"] == 150
     # Device index: no entry names the erased member any more (forgotten devices included); the shared
     # device still lists the other member.
