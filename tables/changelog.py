@@ -29,9 +29,10 @@ MiB = 1024 * 1024
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 * MiB, "max_write_buffer_number": 2, "block_cache_size": 16 * MiB}
 
 #: Changelog topics stay compacted (Faust's default), and roll and clean often enough that a
-#: fresh worker restores about one record per member rather than one per change.
+#: fresh worker restores about one record per member rather than one per change. A member's earlier
+#: states (an erased member's included) are compacted away within a day whatever the dirty ratio.
 CHANGELOG_TOPIC_CONFIG = {"segment.bytes": str(64 * MiB), "segment.ms": str(15 * 60 * 1000),
-                          "min.cleanable.dirty.ratio": "0.1"}
+                          "min.cleanable.dirty.ratio": "0.1", "max.compaction.lag.ms": str(24 * 3600 * 1000)}
 
 
 class BatchedChangelogTable(faust.Table):

@@ -113,8 +113,11 @@ def _share(member: Member, event: dict, program: Program, now: int, out: Outputs
 def _login(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
     device = event["device_id"]  # a keyed hash by now (stream_app.core.privacy)
     if device not in member.devices:
-        member.devices = [*member.devices, device][-MAX_DEVICES:]
+        devices = [*member.devices, device]
+        member.devices = devices[-MAX_DEVICES:]
         out.link_device("seen", device, member)
+        for old in devices[:-MAX_DEVICES]:  # no longer remembered, so no longer indexed: erasure reaches all
+            out.link_device("forget", old, member)
     if member.frozen:
         return FROZEN
     day = local_date(now, program.timezone)

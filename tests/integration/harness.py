@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 BOOTSTRAP = os.environ.get("LOYALTY_TEST_BOOTSTRAP", "127.0.0.1:9092")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +42,9 @@ def broker_answers() -> bool:
 class Worker:
     """One `faust -A stream_app.app worker` process with its own data dir and web port."""
 
-    def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path, log_level: str = "info") -> None:
         self.port = free_port()
+        self.data_dir, self.log_level = data_dir, log_level
         self.env = {**os.environ, **env, "LOYALTY_DATA_DIR": str(data_dir), "LOYALTY_WEB_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -50,7 +52,7 @@ class Worker:
     def start(self, ready_timeout: float = 90) -> Worker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", "info"],
+            [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", self.log_level],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
@@ -116,10 +118,10 @@ class Deployment:
     def topic(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 
-    def worker(self, name: str = "w1", **env: str) -> Worker:
+    def worker(self, name: str = "w1", log_level: str = "info", **env: str) -> Worker:
         data = self.tmp / f"data-{name}"
         data.mkdir(exist_ok=True)
-        w = Worker({**self.env, **env}, data, self.tmp / f"{name}.log")
+        w = Worker({**self.env, **env}, data, self.tmp / f"{name}.log", log_level)
         self.workers.append(w)
         return w
 
@@ -197,6 +199,50 @@ def consume(topic: str, until: Callable[[list[dict]], bool], timeout: float = 60
         finally:
             await consumer.stop()
         raise TimeoutError(f"{topic}: condition not met in {timeout}s with {len(records)} records")
+
+    return asyncio.run(run())
+
+
+def records(topic: str, timeout: float = 30) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) now in `topic`, raw (tombstones included), read from the start to the end offsets."""
+
+    async def run() -> list[tuple[bytes | None, bytes | None]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not consumer.assignment():  # without a group: every partition, once the metadata is in
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}: no partitions in {timeout}s")
+                await asyncio.sleep(0.1)
+            parts = sorted(consumer.assignment())
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            found: list[tuple[bytes | None, bytes | None]] = []
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}: not read to its end offsets in {timeout}s")
+                for msgs in (await consumer.getmany(*parts, timeout_ms=500)).values():
+                    found.extend((m.key, m.value) for m in msgs)
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The broker's configuration of `topic` (every key, defaults included)."""
+
+    async def run() -> dict[str, str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            response = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            return {entry[0]: entry[1] for entry in response[0].resources[0][4]}
+        finally:
+            await admin.close()
 
     return asyncio.run(run())
 

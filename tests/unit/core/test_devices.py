@@ -164,10 +164,25 @@ def test_a_duplicate_login_emits_no_link(run):
 
 def test_devices_remembered_are_bounded(run):
     r = run()
-    for i in range(MAX_DEVICES + 1):
-        login(r, ms(T0) + i, f"h{i}")
+    for i in range(MAX_DEVICES):
+        assert [x["op"] for x in login(r, ms(T0) + i, f"h{i}").device_links] == ["seen"]
+    result = login(r, ms(T0) + MAX_DEVICES, f"h{MAX_DEVICES}")
     assert r.member.devices == [f"h{i}" for i in range(1, MAX_DEVICES + 1)]
-    assert [x["device"] for x in login(r, ms(T0) + DAY, "h0").device_links] == ["h0"]
+    # The device no longer remembered leaves the index too (an erasure forgets only remembered ones).
+    assert [(x["op"], x["device"]) for x in result.device_links] == [("seen", f"h{MAX_DEVICES}"), ("forget", "h0")]
+    assert [(x["op"], x["device"]) for x in login(r, ms(T0) + DAY, "h0").device_links] == [("seen", "h0"),
+                                                                                          ("forget", "h1")]
+
+
+def test_every_device_ever_indexed_is_forgotten_by_an_erasure(run):
+    """Fed to the index, a member's links leave nothing behind once the member is erased."""
+    r, index = run(), {}
+    r.joined(T0, referrer_id="alice")
+    links = [link for i in range(2 * MAX_DEVICES + 5) for link in login(r, ms(T0) + i, f"h{i % 30}").device_links]
+    links += r.erased(ms(T0) + DAY).device_links
+    for link in links:
+        index[link["device"]], _ = apply_link(index.get(link["device"], {}), link)
+    assert len(index) == 30 and not any(index.values())
 
 
 def test_joined_with_a_referrer_reannounces_known_devices(run):

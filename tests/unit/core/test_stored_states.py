@@ -1,0 +1,88 @@
+"""Stored formats outlive releases: member states written by an earlier release load and behave the same.
+
+fixtures/member_states_597f40b.json was written once by the core at commit 597f40b (the release before
+issue 13.3): for each member, the events applied, the state stored, and what that code did next with it
+(views, due work, a later event). Today's code must read those states and do exactly the same, under the
+program text recorded with them (a later change of the packaged defaults is not a change of behaviour).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stream_app.core import engine
+from stream_app.core.device_index import apply_link
+from stream_app.core.member import Member
+from stream_app.core.privacy import scrub
+from stream_app.core.program import parse_program
+from stream_app.core.read_model import member_view
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "member_states_597f40b.json").read_text("utf-8"))
+PROGRAM = parse_program(FIXTURE["program_toml"])
+KEY = FIXTURE["pii_key"].encode()
+MEMBERS = {m["member_id"]: m for m in FIXTURE["members"]}
+
+
+def outputs(result: engine.Result) -> dict:
+    return {"outcome": result.outcome, "rewards": result.rewards, "notifications": result.notifications,
+            "next_due": result.next_due}
+
+
+def test_the_fixture_covers_a_plain_and_a_leap_day_birthday() -> None:
+    assert {m["state"]["birthday"] for m in FIXTURE["members"]} == {"05-17", "02-29"}
+    assert FIXTURE["written_by"] == "597f40b"
+
+
+@pytest.mark.parametrize("member_id", sorted(MEMBERS))
+def test_an_old_state_loads_and_saves_unchanged(member_id: str) -> None:
+    stored = MEMBERS[member_id]["state"]
+    assert Member.from_dict(stored).to_dict() == stored
+
+
+@pytest.mark.parametrize("member_id", sorted(MEMBERS))
+def test_the_same_events_still_give_the_same_state_and_outputs(member_id: str) -> None:
+    member, state = MEMBERS[member_id], None
+    for event, then in zip(member["events"], member["applied"], strict=True):
+        result = engine.apply_event(state, scrub(event, KEY), PROGRAM)
+        assert {**outputs(result), "device_links": result.device_links} == then, event["event_id"]
+        state = result.state
+    assert state == member["state"]
+
+
+@pytest.mark.parametrize("member_id", sorted(MEMBERS))
+def test_an_old_state_behaves_as_it_did(member_id: str) -> None:
+    """Views, due work (birthday gifts included) and a later event, step by step from the stored state."""
+    member = MEMBERS[member_id]
+    state = member["state"]
+    for step in member["then"]:
+        if "view_at" in step:
+            assert member_view(state, PROGRAM, step["view_at"]) == step["view"]
+            continue
+        if "advance_to" in step:
+            result = engine.advance(state, PROGRAM, step["advance_to"])
+        else:
+            result = engine.apply_event(state, scrub(step["apply"], KEY), PROGRAM)
+            assert result.device_links == step["device_links"]
+        assert outputs(result) == {k: step[k] for k in ("outcome", "rewards", "notifications", "next_due")}
+        assert result.state == step["state"]
+        state = result.state
+
+
+def test_birthday_gifts_in_the_fixture_fall_where_they_did() -> None:
+    """The recorded behaviour itself: 05-17 paid at local midnight; 02-29 on 02-28 in a common year."""
+    gifts = {m["member_id"]: [(r["source_event_id"], r["occurred_at"]) for s in m["then"]
+                              for r in s.get("rewards", []) if r["rule"] == "birthday"]
+             for m in FIXTURE["members"]}
+    assert gifts == {"fx-may": [("birthday:2024", "2024-05-16T16:00:00.000Z")],
+                     "fx-leap": [("birthday:2024", "2024-02-28T16:00:00.000Z"),
+                                 ("birthday:2025", "2025-02-27T16:00:00.000Z")]}
+
+
+def test_old_device_entries_take_new_links() -> None:
+    """A devices-table entry written then still takes links: a forget removes the member."""
+    for device, entry in FIXTURE["device_entries"].items():
+        after, flags = apply_link(entry, {"op": "forget", "device": device, "member_id": "fx-may",
+                                          "referrer_id": None})
+        assert (after, flags) == ({}, [])
