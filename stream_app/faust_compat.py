@@ -9,7 +9,8 @@ The service leans on a few parts of faust-streaming that are not public API:
   metadata wait (`client._wait_on_metadata`);
 - `Consumer._committed_offset`, the committed offset per partition;
 - `Table.send_changelog`, overridden to route changelog records through the agents' batch
-  (tables/changelog.py), and `Store.set_persisted_offset`;
+  (tables/changelog.py), and `Store.set_persisted_offset`; `Table.partition_for_key`, overridden
+  there too (Faust's partition-count check fails on a changelog topic created a moment ago);
 - the web server's blueprint list, to serve none of Faust's built-in pages.
 
 `check()` runs when the app is built: a faust-streaming release outside `SUPPORTED` refuses to start
@@ -34,6 +35,8 @@ SUPPORTED = ("0.15.3",)
 BUILTIN_BLUEPRINT_PREFIX = "faust.web.apps."
 #: `Table.send_changelog`'s parameters, as overridden in tables/changelog.py.
 SEND_CHANGELOG_PARAMETERS = ("self", "partition", "key", "value", "key_serializer", "value_serializer")
+#: `Table.partition_for_key`'s parameters, as overridden in tables/changelog.py.
+PARTITION_FOR_KEY_PARAMETERS = ("self", "key")
 
 
 class UnsupportedFaust(RuntimeError):
@@ -45,9 +48,11 @@ def check() -> None:
     if faust.__version__ not in SUPPORTED:
         raise UnsupportedFaust(f"faust-streaming {faust.__version__} is installed; this release of the service "
                                f"was checked against {', '.join(SUPPORTED)} (stream_app/faust_compat.py)")
-    params = tuple(inspect.signature(Collection.send_changelog).parameters)
-    if params != SEND_CHANGELOG_PARAMETERS:
-        raise UnsupportedFaust(f"Table.send_changelog{params} changed; tables/changelog.py overrides it")
+    for method, expected in ((Collection.send_changelog, SEND_CHANGELOG_PARAMETERS),
+                             (Collection.partition_for_key, PARTITION_FOR_KEY_PARAMETERS)):
+        params = tuple(inspect.signature(method).parameters)
+        if params != expected:
+            raise UnsupportedFaust(f"Table.{method.__name__}{params} changed; tables/changelog.py overrides it")
 
 
 def set_current_event(event: Any) -> None:

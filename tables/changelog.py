@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import faust
 import orjson
+from faust.exceptions import PartitionsMismatch
+from faust.streams import current_event
 from faust.types import TP
 
 from stream_app.faust_compat import changelog_send_result
@@ -42,6 +44,7 @@ class BatchedChangelogTable(faust.Table):
         super().__init__(app, beacon=app.tables.beacon, options=ROCKSDB_OPTIONS, key_type=bytes,
                          value_type=bytes, extra_topic_configs=CHANGELOG_TOPIC_CONFIG, **kwargs)
         self.outgoing = outgoing
+        self._checked_sources: set[str] = set()
         outgoing.on_delivered(self.changelog_topic.get_topic_name(), self._persist_offset)
 
     def read(self, key: bytes) -> dict | None:
@@ -60,6 +63,28 @@ class BatchedChangelogTable(faust.Table):
             self.pop(key, None)
         else:
             self[key] = orjson.dumps(state)
+
+    def partition_for_key(self, key) -> int:
+        """The partition of the event being processed (the table is co-partitioned with its sources).
+
+        Faust's own check compares the source topic's partition count with the changelog's, and on a
+        fresh deployment it may run before the new changelog topic's partitions are in the metadata
+        (0 partitions): it then raises PartitionsMismatch, failing the batch writer. Here the counts
+        are compared only once both are known, and a real mismatch still refuses the write.
+        """
+        event = current_event()
+        if event is None:
+            raise TypeError("Cannot modify table key from outside of stream iteration")
+        source = event.message.topic
+        if source not in self._checked_sources:
+            source_n = self.app.consumer.topic_partitions(source)
+            changelog_n = self.app.consumer.topic_partitions(self.changelog_topic_name)
+            if source_n and changelog_n:
+                if source_n != changelog_n:
+                    raise PartitionsMismatch(f"table {self.name}: source topic {source} has {source_n} partitions, "
+                                             f"its changelog {self.changelog_topic_name} {changelog_n}")
+                self._checked_sources.add(source)
+        return event.message.partition
 
     def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
         if partition is None:
