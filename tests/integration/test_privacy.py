@@ -44,15 +44,6 @@ def month_days(count: int) -> list[str]:
     return [(today + timedelta(days=60 + 40 * i)).strftime("%m-%d") for i in range(count)]
 
 
-def started(worker):
-    """The worker started on topics that exist: a first start creates the changelog topics, and a worker
-    whose metadata does not list them yet may wedge on its first table write (Faust's PartitionsMismatch,
-    seen in 2 of 20 fresh deployments at debug level); that race is not what these tests are about."""
-    worker.start()
-    worker.stop()
-    return worker.start()
-
-
 # -- where to look ----------------------------------------------------------------------------------
 
 def data_files(root: Path) -> dict[str, bytes]:
@@ -99,7 +90,7 @@ def places(needle: str, haystacks: dict[str, bytes]) -> list[str]:
 # -- 1. nothing personal in clear ---------------------------------------------------------------------
 
 def test_no_personal_value_sent_is_stored_or_logged_in_clear(deployment):
-    worker = started(deployment.worker(log_level="debug", LOYALTY_PII_KEY=PII_KEY))
+    worker = deployment.worker(log_level="debug", LOYALTY_PII_KEY=PII_KEY).start()
     p = deployment.prefix
     b_ann, b_bob, b_bob_before, refused_md = month_days(4)
     refused = f"1987-{refused_md}"  # a full date of birth, as a platform may hold it: refused at the edge
@@ -209,8 +200,7 @@ def test_erasure_reaches_every_table_the_projection_and_the_schedule(deployment,
     # The release falls due after the erasure; many devices without a velocity freeze.
     rules.write_text(FAST.replace('return_window = "PT2S"', 'return_window = "PT25S"')
                      + "\n[abuse]\ndevices_per_window = 1000\n")
-    worker = started(deployment.worker(LOYALTY_RULES=str(rules), LOYALTY_REDIS_URL=REDIS_URL,
-                                       LOYALTY_PII_KEY=PII_KEY))
+    worker = deployment.worker(LOYALTY_RULES=str(rules), LOYALTY_REDIS_URL=REDIS_URL, LOYALTY_PII_KEY=PII_KEY).start()
     try:
         _erasure(deployment, worker, shared_redis, app_id)
     finally:
