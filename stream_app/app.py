@@ -6,6 +6,7 @@ import logging
 import faust
 
 from stream_app.core.program import load_program
+from stream_app.kafka_security import exit_unless_login, faust_credentials
 from stream_app.settings import load_settings
 from topics.catalog import TopicNames
 
@@ -16,6 +17,7 @@ topic_names = TopicNames(settings.topic_prefix)
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
+    broker_credentials=faust_credentials(settings.kafka_security),
     store=settings.store,
     datadir=str(settings.data_dir),
     web_host=settings.web_host,
@@ -38,6 +40,7 @@ app = faust.App(
     producer_linger=0.005,  # batch sends for 5 ms: far fewer produce requests per event
     producer_max_batch_size=512 * 1024,  # an agent batch goes out as one record batch per partition
 )
+app.on_worker_init.connect(exit_unless_login(settings))  # a wrong password or no broker: exit 2, not a retry loop
 
 # Faust and aiokafka log every send at DEBUG; building those records cost ~9% of a worker's time.
 for _chatty in ("aiokafka", "faust.topics"):

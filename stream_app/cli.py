@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stream_app.kafka_security import LoginFailed, bootstrap_servers, client_options
 from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
-from stream_app.settings import DEFAULTS
+from stream_app.settings import DEFAULTS, load_kafka_security
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -33,8 +34,16 @@ def _env(name: str) -> str:
 
 def default_bootstrap() -> str:
     """LOYALTY_BROKER as aiokafka bootstrap servers: `kafka://a:9092;kafka://b:9092` -> `a:9092,b:9092`."""
-    urls = re.split(r"[;,]", _env("LOYALTY_BROKER"))
-    return ",".join(url.strip().removeprefix("kafka://") for url in urls if url.strip())
+    return bootstrap_servers(_env("LOYALTY_BROKER"))
+
+
+def _client_options() -> dict[str, Any] | None:
+    """The LOYALTY_KAFKA_* security as aiokafka client options; None, with the reason on stderr, if they are wrong."""
+    try:
+        return client_options(load_kafka_security())
+    except ValueError as exc:
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return None
 
 
 # -- worker ---------------------------------------------------------------------------------------
@@ -51,11 +60,14 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace, clock: Callable[[], float] = time.time, producer: Any = None) -> int:
     """Generate and send the load; events occur from `clock()` on, spaced at the target rate."""
+    options = _client_options()
+    if options is None:
+        return 2
     start_ms = int(clock() * 1000)
     step_ms = 1000 / args.rate if args.rate else 0.0
     messages = generate(args.members, args.events, args.seed, args.mix, start_ms, step_ms)
     progress = Progress(args.events)
-    result = _run(produce(messages, args.bootstrap, args.prefix, args.rate, progress, producer))
+    result = _run(produce(messages, args.bootstrap, args.prefix, args.rate, progress, producer, options))
     if result is None:
         return 1
     progress.finish(result.sent)
@@ -63,12 +75,12 @@ def _produce(args: argparse.Namespace, clock: Callable[[], float] = time.time, p
 
 
 def _run(sending: Coroutine[Any, Any, Delivery]) -> Delivery | None:
-    """Run a produce coroutine; None, with the reason on stderr, when Kafka, its topics or Ctrl-C stop it."""
+    """Run a produce coroutine; None, with the reason on stderr, when Kafka, its login, its topics or Ctrl-C stop it."""
     from aiokafka.errors import KafkaError
 
     try:
         return asyncio.run(sending)
-    except (MissingTopics, KafkaError) as exc:
+    except (MissingTopics, KafkaError, LoginFailed) as exc:
         print(f"loyalty: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nloyalty: interrupted", file=sys.stderr)
@@ -135,6 +147,9 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
 
 
 def _replay(args: argparse.Namespace) -> int:
+    options = _client_options()
+    if options is None:
+        return 2
     skipped = 0
 
     def valid(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes]]:
@@ -148,7 +163,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         with open(args.file, "rb") as lines:
-            result = _run(produce(valid(lines), args.bootstrap, args.prefix))
+            result = _run(produce(valid(lines), args.bootstrap, args.prefix, client_options=options))
     except OSError as exc:
         print(f"loyalty: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
