@@ -20,6 +20,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
 from bench.rules import earn
+from stream_app.kafka_security import client_options
+from stream_app.settings import load_kafka_security
 
 COMMIT_EVERY_S = 1.0
 
@@ -39,11 +41,12 @@ async def run(cfg: dict) -> dict:
             if partitions:
                 assigned.set()
 
+    security = client_options(load_kafka_security())  # LOYALTY_KAFKA_*, inherited from bench.run
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg["bootstrap"], group_id=cfg["group"],
                                 auto_offset_reset=cfg["reset"], enable_auto_commit=False,
-                                client_id="bench-baseline")
+                                client_id="bench-baseline", **security)
     producer = AIOKafkaProducer(bootstrap_servers=cfg["bootstrap"], acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024, client_id="bench-baseline")
+                                max_batch_size=256 * 1024, client_id="bench-baseline", **security)
     await producer.start()
     await consumer.start()
     consumer.subscribe(cfg["topics"], listener=Listener())

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.run import create_topics, delete_topics
+from bench.run import KAFKA, create_topics, delete_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {
@@ -36,7 +36,7 @@ MODES = {
 
 async def fill(bootstrap: str, topic: str, events: int) -> None:
     await create_topics(bootstrap, [topic, f"{topic}.out"], 8)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, **KAFKA)
     await producer.start()
     try:
         for i in range(events):

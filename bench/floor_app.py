@@ -12,11 +12,15 @@ import time
 
 import faust
 
+from stream_app.kafka_security import faust_credentials
+from stream_app.settings import load_kafka_security
+
 MODE, EVENTS, TOPIC, TAG = (os.environ["FLOOR_MODE"], int(os.environ["FLOOR_EVENTS"]),
                             os.environ["FLOOR_TOPIC"], os.environ["FLOOR_TAG"])
 RESULT = os.environ["FLOOR_RESULT"]
 
 app = faust.App(f"floor-{TAG}", broker=os.environ.get("FLOOR_BROKER", "kafka://127.0.0.1:9092"),
+                broker_credentials=faust_credentials(load_kafka_security()),
                 store="rocksdb://", datadir=os.environ["FLOOR_DATA"], web_port=int(os.environ["FLOOR_PORT"]),
                 key_serializer="raw", value_serializer="raw", topic_partitions=8, producer_linger=0.005,
                 consumer_auto_offset_reset="earliest", topic_disable_leader=True)

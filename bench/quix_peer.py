@@ -18,13 +18,28 @@ from pathlib import Path
 
 import orjson
 from quixstreams import Application
+from quixstreams.kafka.configuration import ConnectionConfig
 
 from bench.rules import earn
+from stream_app.settings import KafkaSecurity, load_kafka_security
+
+
+def connection(bootstrap: str, security: KafkaSecurity) -> ConnectionConfig:
+    """The LOYALTY_KAFKA_* security (inherited from bench.run) as librdkafka settings: Quix has no aiokafka."""
+    fields = {"bootstrap_servers": bootstrap, "security_protocol": security.protocol}
+    if security.uses_sasl:
+        fields.update(sasl_mechanism=security.mechanism, sasl_username=security.username,
+                      sasl_password=security.password)
+    for name, path in (("ssl_ca_location", security.ca_file), ("ssl_certificate_location", security.cert_file),
+                       ("ssl_key_location", security.key_file)):
+        if security.uses_tls and path:
+            fields[name] = path
+    return ConnectionConfig(**fields)
 
 
 def main() -> int:
     cfg = orjson.loads(Path(sys.argv[1]).read_bytes())
-    app = Application(broker_address=cfg["bootstrap"], consumer_group=cfg["group"],
+    app = Application(broker_address=connection(cfg["bootstrap"], load_kafka_security()), consumer_group=cfg["group"],
                       auto_offset_reset=cfg["reset"], state_dir=cfg["state_dir"],
                       commit_interval=float(cfg.get("commit_interval", 1.0)),
                       loglevel=cfg.get("loglevel") or logging.WARNING,

@@ -48,7 +48,9 @@ import psutil  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from stream_app.kafka_security import client_options  # noqa: E402
 from stream_app.loadgen import DEFAULT_MIX, Progress, generate, produce  # noqa: E402
+from stream_app.settings import load_kafka_security  # noqa: E402
 from tests.integration.harness import Worker  # noqa: E402
 from topics.catalog import INPUT_KINDS  # noqa: E402
 
@@ -57,6 +59,8 @@ SAMPLE_EVERY_S = 0.5
 STALL_S = 180.0  # no progress for this long aborts a contender
 READY_LIMIT_S = 1800.0  # recovery: a worker not ready by then is reported as such
 TARGETS = {"ratio_baseline": 0.5, "p99_ms": 250.0, "recovery_s": 60.0, "rss_bytes": 1 << 30}
+#: The bench's own clients connect like the service (LOYALTY_KAFKA_*); the workers and peers inherit them.
+KAFKA = client_options(load_kafka_security())
 
 
 def log(message: str) -> None:
@@ -160,7 +164,7 @@ class Sampler(threading.Thread):
 # -- kafka helpers ------------------------------------------------------------------------------------
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin", **KAFKA)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -186,7 +190,7 @@ LEFTOVER = re.compile(r"(^|__)bench[0-9a-f]{8}[.-]")
 async def delete_topics(bootstrap: str, tag: str | None) -> list[str]:
     """Delete every topic whose name contains this run's tag (inputs, outputs, changelogs); with
     no tag, every topic any bench run left behind (`--cleanup`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin", **KAFKA)
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if (tag in t if tag else LEFTOVER.search(t)))
@@ -198,7 +202,7 @@ async def delete_topics(bootstrap: str, tag: str | None) -> list[str]:
 
 
 async def partitions_of(bootstrap: str, topic: str, wait_s: float = 20.0) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin", **KAFKA)
     await admin.start()
     try:
         deadline = time.monotonic() + wait_s
@@ -216,7 +220,7 @@ async def partitions_of(bootstrap: str, topic: str, wait_s: float = 20.0) -> lis
 
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """Messages in each topic (sum of its partitions' end offsets; no deletes happen here)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **KAFKA)
     await consumer.start()
     try:
         out = {}
@@ -237,7 +241,7 @@ def produce_workload(args, prefix: str) -> dict:
     start_ms = int(time.time() * 1000) - int(args.events * step_ms) - 60_000
     messages = generate(args.members, args.events, args.seed, DEFAULT_MIX, start_ms, step_ms)
     progress = Progress(args.events, interval=10.0)
-    delivery = asyncio.run(produce(messages, args.bootstrap, prefix, None, progress))
+    delivery = asyncio.run(produce(messages, args.bootstrap, prefix, None, progress, client_options=KAFKA))
     progress.finish(delivery.sent)
     if delivery.failed:
         raise RuntimeError(f"{delivery.failed} deliveries failed: {delivery.first_error}")
@@ -450,7 +454,7 @@ async def measure_latency(args, prefix: str, out_topic: str, seed: int) -> dict:
     """Offer `latency_rate` events/s for `latency_seconds`; time each from its hand-over to the
     producer until the first reward naming it as `source_event_id` arrives on `out_topic`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=10, client_id="bench-latency")
+                                fetch_max_wait_ms=10, client_id="bench-latency", **KAFKA)
     await consumer.start()
     arrivals: dict[str, float] = {}
     collector: asyncio.Task | None = None
@@ -484,7 +488,7 @@ async def measure_latency(args, prefix: str, out_topic: str, seed: int) -> dict:
                 yield message
 
         log(f"latency: offering {args.latency_rate}/s for {args.latency_seconds}s to {prefix}* -> {out_topic}")
-        delivery = await produce(messages(), args.bootstrap, prefix, args.latency_rate)
+        delivery = await produce(messages(), args.bootstrap, prefix, args.latency_rate, client_options=KAFKA)
         ids = [f"lg-{seed}-{i}" for i in range(n)]
         # drain: until no new matched arrival for 5 s (at most 120 s)
         deadline, seen, quiet_since = time.monotonic() + 120, -1, time.monotonic()
@@ -515,7 +519,7 @@ async def _warm_up(args, prefix: str, seed: int, arrivals: dict) -> int:
     for attempt in range(60):
         wseed = seed * 1000 + attempt
         batch = list(generate(args.members, 200, wseed, DEFAULT_MIX, int(time.time() * 1000), 1.0))
-        await produce(iter(batch), args.bootstrap, prefix, None)
+        await produce(iter(batch), args.bootstrap, prefix, None, client_options=KAFKA)
         sent += len(batch)
         ids = [f"lg-{wseed}-{i}" for i in range(len(batch))]
         for _ in range(30):

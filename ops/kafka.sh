@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local single-node Apache Kafka (KRaft) on 127.0.0.1:9092, fetched from Maven Central.
-# Usage: ops/kafka.sh up|down|status. `down` stops only a broker this script started.
+# Usage: ops/kafka.sh up|down|status|reset|fetch. `down` stops only a broker this script started;
+# `fetch` only resolves the jars (tests/integration/secure_kafka.py starts its own broker from them).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 libs="$root/.cache/kafka-libs"
@@ -61,5 +62,6 @@ case "${1:-}" in
   down) stop 30 ;;
   status) status ;;
   reset) down; rm -rf "$state/data" ;;
-  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
+  fetch) fetch ;;
+  *) echo "usage: $0 up|down|status|reset|fetch" >&2; exit 2 ;;
 esac

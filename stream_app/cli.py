@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stream_app.kafka_security import LoginFailed, client_options
 from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
 from stream_app.settings import Settings, load_settings
 
@@ -24,6 +25,15 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of do
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
 _KEY_PART = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
 _ASSIGNMENT = re.compile(rf"^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=")
+
+
+def _client_options(settings: Settings) -> dict[str, Any] | None:
+    """The LOYALTY_KAFKA_* security as aiokafka client options; None, with the reason on stderr, if they are wrong."""
+    try:
+        return client_options(settings.kafka_security)
+    except ValueError as exc:
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return None
 
 
 # -- worker ---------------------------------------------------------------------------------------
@@ -43,11 +53,14 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace, clock: Callable[[], float] = time.time, producer: Any = None) -> int:
     """Generate and send the load; events occur from `clock()` on, spaced at the target rate."""
+    options = _client_options(args.settings)
+    if options is None:
+        return 2
     start_ms = int(clock() * 1000)
     step_ms = 1000 / args.rate if args.rate else 0.0
     messages = generate(args.members, args.events, args.seed, args.mix, start_ms, step_ms)
     progress = Progress(args.events)
-    result = _run(produce(messages, args.bootstrap, args.prefix, args.rate, progress, producer))
+    result = _run(produce(messages, args.bootstrap, args.prefix, args.rate, progress, producer, options))
     if result is None:
         return 1
     progress.finish(result.sent)
@@ -55,12 +68,12 @@ def _produce(args: argparse.Namespace, clock: Callable[[], float] = time.time, p
 
 
 def _run(sending: Coroutine[Any, Any, Delivery]) -> Delivery | None:
-    """Run a produce coroutine; None, with the reason on stderr, when Kafka, its topics or Ctrl-C stop it."""
+    """Run a produce coroutine; None, with the reason on stderr, when Kafka, its login, its topics or Ctrl-C stop it."""
     from aiokafka.errors import KafkaError
 
     try:
         return asyncio.run(sending)
-    except (MissingTopics, KafkaError) as exc:
+    except (MissingTopics, KafkaError, LoginFailed) as exc:
         print(f"loyalty: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nloyalty: interrupted", file=sys.stderr)
@@ -127,6 +140,9 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
 
 
 def _replay(args: argparse.Namespace) -> int:
+    options = _client_options(args.settings)
+    if options is None:
+        return 2
     skipped = 0
 
     def valid(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes]]:
@@ -140,7 +156,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         with open(args.file, "rb") as lines:
-            result = _run(produce(valid(lines), args.bootstrap, args.prefix))
+            result = _run(produce(valid(lines), args.bootstrap, args.prefix, client_options=options))
     except OSError as exc:
         print(f"loyalty: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -332,6 +348,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     """The command line; defaults come from `settings` (default: the LOYALTY_* environment)."""
     settings = load_settings() if settings is None else settings
     parser = argparse.ArgumentParser(prog="loyalty", description=__doc__)
+    parser.set_defaults(settings=settings)
     commands = parser.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="run the Faust worker with the LOYALTY_* settings "
@@ -366,7 +383,12 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a LOYALTY_* variable that does not parse
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     return args.run(args)
 
 

@@ -19,6 +19,7 @@ from agents.emit import Emitter
 from stream_app import faust_compat, web
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
+from stream_app.kafka_security import exit_unless_login, faust_credentials
 from stream_app.parts import Parts
 from stream_app.settings import Settings
 from tables.devices import devices_table
@@ -37,6 +38,7 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.broker,
+        broker_credentials=faust_credentials(settings.kafka_security),
         store=settings.store,
         datadir=str(settings.data_dir),
         web_host=settings.web_host,
@@ -110,6 +112,8 @@ def build_app(settings: Settings, program: Program) -> Wired:
     def _log_levels(sender, **kwargs) -> None:
         """After the worker set up logging (`-l`), LOYALTY_LOG_LEVEL decides."""
         apply_log_level(settings.log_level)
+
+    app.on_worker_init.connect(exit_unless_login(settings))  # a wrong password or no broker: exit 2, not a retry loop
 
     return wired
 

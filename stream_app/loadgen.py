@@ -11,7 +11,7 @@ import random
 import sys
 import time
 from bisect import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -240,18 +240,23 @@ class _Deliveries:
 
 
 async def produce(messages: Iterable[Message], bootstrap: str, prefix: str, rate: float | None = None,
-                  progress: Callable[[int], None] | None = None, producer: Any = None) -> Delivery:
+                  progress: Callable[[int], None] | None = None, producer: Any = None,
+                  client_options: Mapping[str, Any] | None = None) -> Delivery:
     """Send (topic kind, key, value) messages to `prefix`+kind topics, at `rate` per second if given.
 
     Messages are batched (linger 10 ms) and not awaited one by one; every delivery is checked
-    before returning. Raises MissingTopics before sending anything unless every input topic
-    exists. `producer` replaces the AIOKafkaProducer built from `bootstrap` (tests).
+    before returning. Raises LoginFailed (stream_app.kafka_security) unless the broker accepts
+    `client_options` (security), and MissingTopics before sending anything unless every input
+    topic exists. `producer` replaces the AIOKafkaProducer built from `bootstrap` (tests).
     """
     if producer is None:
         from aiokafka import AIOKafkaProducer
 
+        from stream_app.kafka_security import check_login
+
+        await check_login(bootstrap, client_options or {})
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="loyalty-loadgen", acks=1,
-                                    linger_ms=10, max_batch_size=256 * 1024)
+                                    linger_ms=10, max_batch_size=256 * 1024, **(client_options or {}))
     names = TopicNames(prefix)
     topics = {kind: names.name(kind) for kind in INPUT_KINDS}
     deliveries = _Deliveries()

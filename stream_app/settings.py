@@ -31,7 +31,43 @@ DEFAULTS = {
     "LOYALTY_ADMIN_TOKEN": "",
     "LOYALTY_READ_TOKEN": "",
     "LOYALTY_PII_KEY": "",
+    "LOYALTY_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "LOYALTY_KAFKA_SASL_MECHANISM": "PLAIN",
+    "LOYALTY_KAFKA_SASL_USERNAME": "",
+    "LOYALTY_KAFKA_SASL_PASSWORD": "",
+    "LOYALTY_KAFKA_SASL_PASSWORD_FILE": "",
+    "LOYALTY_KAFKA_SSL_CA_FILE": "",
+    "LOYALTY_KAFKA_SSL_CERT_FILE": "",
+    "LOYALTY_KAFKA_SSL_KEY_FILE": "",
 }
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SASL_VARIABLES = ("LOYALTY_KAFKA_SASL_USERNAME", "LOYALTY_KAFKA_SASL_PASSWORD", "LOYALTY_KAFKA_SASL_PASSWORD_FILE")
+_TLS_VARIABLES = ("LOYALTY_KAFKA_SSL_CA_FILE", "LOYALTY_KAFKA_SSL_CERT_FILE", "LOYALTY_KAFKA_SSL_KEY_FILE")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How every Kafka client of the project connects: protocol, SASL login, TLS files (paths, empty if unset).
+
+    The password is left out of repr(), so it cannot reach a log line or a traceback through Settings.
+    """
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "PLAIN"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol.endswith("SSL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +91,7 @@ class Settings:
     admin_token: str = field(repr=False)
     read_token: str = field(repr=False)
     pii_key: bytes = field(repr=False)
+    kafka_security: KafkaSecurity
 
     @property
     def bootstrap_servers(self) -> str:
@@ -92,10 +129,62 @@ def _positive_duration_s(env: dict, name: str) -> float:
     return ms / 1000
 
 
+def _read_secret(name: str, path: str) -> str:
+    """A secret file's text without its trailing newline (what `echo secret > file` leaves)."""
+    try:
+        secret = Path(path).read_text("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not secret:
+        raise ValueError(f"{name}: {path} is empty")
+    return secret
+
+
+def _kafka_security(env: dict[str, str]) -> KafkaSecurity:
+    protocol = env["LOYALTY_KAFKA_SECURITY_PROTOCOL"].strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(f"LOYALTY_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                         f"got {env['LOYALTY_KAFKA_SECURITY_PROTOCOL']!r}")
+    mechanism = env["LOYALTY_KAFKA_SASL_MECHANISM"].strip().upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"LOYALTY_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+                         f"got {env['LOYALTY_KAFKA_SASL_MECHANISM']!r}")
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    # A SASL or TLS setting the protocol would ignore is a mistake (often a forgotten protocol): say so.
+    for kind, names, used in (("SASL", _SASL_VARIABLES, sasl), ("TLS", _TLS_VARIABLES, tls)):
+        ignored = [name for name in names if env[name] and not used]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} set, but LOYALTY_KAFKA_SECURITY_PROTOCOL={protocol} "
+                             f"does not use {kind}")
+    password, password_file = env["LOYALTY_KAFKA_SASL_PASSWORD"], env["LOYALTY_KAFKA_SASL_PASSWORD_FILE"]
+    if password and password_file:
+        raise ValueError("set LOYALTY_KAFKA_SASL_PASSWORD or LOYALTY_KAFKA_SASL_PASSWORD_FILE, not both")
+    if password_file:
+        password = _read_secret("LOYALTY_KAFKA_SASL_PASSWORD_FILE", password_file)
+    if sasl and not env["LOYALTY_KAFKA_SASL_USERNAME"]:
+        raise ValueError(f"LOYALTY_KAFKA_SECURITY_PROTOCOL={protocol} needs LOYALTY_KAFKA_SASL_USERNAME")
+    if sasl and not password:
+        raise ValueError(f"LOYALTY_KAFKA_SECURITY_PROTOCOL={protocol} needs LOYALTY_KAFKA_SASL_PASSWORD "
+                         "or LOYALTY_KAFKA_SASL_PASSWORD_FILE")
+    if env["LOYALTY_KAFKA_SSL_KEY_FILE"] and not env["LOYALTY_KAFKA_SSL_CERT_FILE"]:
+        raise ValueError("LOYALTY_KAFKA_SSL_KEY_FILE needs LOYALTY_KAFKA_SSL_CERT_FILE (the client certificate)")
+    return KafkaSecurity(protocol=protocol, mechanism=mechanism, username=env["LOYALTY_KAFKA_SASL_USERNAME"],
+                         password=password, ca_file=env["LOYALTY_KAFKA_SSL_CA_FILE"],
+                         cert_file=env["LOYALTY_KAFKA_SSL_CERT_FILE"], key_file=env["LOYALTY_KAFKA_SSL_KEY_FILE"])
+
+
+def _environment(environ: dict[str, str] | None) -> dict[str, str]:
+    return {**DEFAULTS, **{k: v for k, v in (os.environ if environ is None else environ).items() if k in DEFAULTS}}
+
+
+def load_kafka_security(environ: dict[str, str] | None = None) -> KafkaSecurity:
+    """Only the Kafka security settings (for the CLI, the bench and the tests, which need no other setting)."""
+    return _kafka_security(_environment(environ))
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (default: the process environment) over the documented defaults."""
-    env = {**DEFAULTS, **{k: v for k, v in (os.environ if environ is None else environ).items()
-                          if k in DEFAULTS}}
+    env = _environment(environ)
     return Settings(
         broker=env["LOYALTY_BROKER"], app_id=env["LOYALTY_APP_ID"], store=env["LOYALTY_STORE"],
         data_dir=Path(env["LOYALTY_DATA_DIR"]), web_host=env["LOYALTY_WEB_HOST"],
@@ -111,4 +200,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_token=env["LOYALTY_ADMIN_TOKEN"], read_token=env["LOYALTY_READ_TOKEN"],
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
+        kafka_security=_kafka_security(env),
     )

@@ -1,4 +1,8 @@
-"""Integration harness: a real worker subprocess against the real local broker (make up)."""
+"""Integration harness: a real worker subprocess against the real local broker (make up).
+
+Workers inherit the environment; the test clients here use the same LOYALTY_KAFKA_* security, so
+the suite also runs against a secured cluster (LOYALTY_TEST_BOOTSTRAP and LOYALTY_KAFKA_* set).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -12,16 +16,35 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from stream_app.kafka_security import client_options
+from stream_app.settings import load_kafka_security
+
 BOOTSTRAP = os.environ.get("LOYALTY_TEST_BOOTSTRAP", "127.0.0.1:9092")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the test clients connect and how: bootstrap servers, aiokafka security options, and the
+    LOYALTY_KAFKA_* variables that give workers and the CLI the same security."""
+
+    bootstrap: str
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+#: The shared broker; its security comes from the environment, which workers inherit.
+LOCAL = Broker(BOOTSTRAP, client_options(load_kafka_security()))
 
 
 def free_port() -> int:
@@ -106,13 +129,15 @@ class Worker:
 class Deployment:
     """A test's own topics, consumer group and workers (unique prefix and app id)."""
 
-    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None, broker: Broker = LOCAL) -> None:
         tag = uuid.uuid4().hex[:10]
         self.prefix = f"t{tag}."
         self.tmp = tmp
-        self.env = {"LOYALTY_BROKER": f"kafka://{BOOTSTRAP}", "LOYALTY_APP_ID": f"loyalty-{tag}",
+        self.broker = broker
+        self.env = {"LOYALTY_BROKER": f"kafka://{broker.bootstrap}", "LOYALTY_APP_ID": f"loyalty-{tag}",
                     "LOYALTY_TOPIC_PREFIX": self.prefix, "LOYALTY_PARTITIONS": "4",
-                    "LOYALTY_DUE_TICK": "PT0.5S", "LOYALTY_SESSION_TIMEOUT": "PT10S", **(extra_env or {})}
+                    "LOYALTY_DUE_TICK": "PT0.5S", "LOYALTY_SESSION_TIMEOUT": "PT10S", **broker.env,
+                    **(extra_env or {})}
         self.workers: list[Worker] = []
 
     def topic(self, kind: str) -> str:
@@ -130,14 +155,14 @@ class Deployment:
         after the app id): a broker that keeps every test's partitions runs out of file handles."""
         for w in self.workers:
             w.stop()
-        delete_topics(self.prefix, self.env["LOYALTY_APP_ID"])
+        delete_topics(self.prefix, self.env["LOYALTY_APP_ID"], broker=self.broker)
 
 
-def delete_topics(*name_parts: str) -> list[str]:
+def delete_topics(*name_parts: str, broker: Broker = LOCAL) -> list[str]:
     """Delete the topics whose names contain any of `name_parts`; returns their names."""
 
     async def run() -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, **broker.options)
         await admin.start()
         try:
             doomed = [t for t in await admin.list_topics() if any(part in t for part in name_parts)]
@@ -150,11 +175,12 @@ def delete_topics(*name_parts: str) -> list[str]:
     return asyncio.run(run())
 
 
-def produce(messages: Iterable[tuple[str, bytes | None, bytes | None]], rate: float | None = None) -> int:
+def produce(messages: Iterable[tuple[str, bytes | None, bytes | None]], rate: float | None = None,
+            broker: Broker = LOCAL) -> int:
     """Send (topic, key, value) messages, optionally paced at `rate` per second; returns the count."""
 
     async def run() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5, **broker.options)
         await producer.start()
         count, started = 0, time.monotonic()
         try:
@@ -180,12 +206,13 @@ def event_message(prefix: str, kind: str, event: dict, key: bytes | None | str =
     return f"{prefix}{kind}", key, orjson.dumps(event)
 
 
-def consume(topic: str, until: Callable[[list[dict]], bool], timeout: float = 60) -> list[dict]:
+def consume(topic: str, until: Callable[[list[dict]], bool], timeout: float = 60,
+            broker: Broker = LOCAL) -> list[dict]:
     """Read `topic` from the beginning until `until(records)` holds; records are decoded JSON values."""
 
     async def run() -> list[dict]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None, **broker.options)
         await consumer.start()
         records: list[dict] = []
         deadline = time.monotonic() + timeout

@@ -161,7 +161,7 @@ def test_replay_publishes_the_valid_lines_and_exits_1_when_some_were_skipped(tmp
                      + orjson.dumps(event("member_erased")) + b"\n")
     published: list[tuple] = []
 
-    async def fake_produce(messages, bootstrap, prefix):
+    async def fake_produce(messages, bootstrap, prefix, client_options):
         published.extend(messages)
         return Delivery(len(published), 0, 0.5)
 

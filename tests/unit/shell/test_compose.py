@@ -12,6 +12,7 @@ import pytest
 from stream_app.compose import build_app
 from stream_app.core.program import default_program_text, load_program, parse_program
 from stream_app.settings import DEFAULTS, load_settings
+from tests.certificates import write_certificates
 from tests.unit.shell.test_contracts import env_table
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -81,8 +82,30 @@ def test_builtin_faust_pages_are_not_registered() -> None:
 
 # -- every documented variable has an effect ------------------------------------------------------
 
+def _credentials(wired):
+    creds = wired.app.conf.broker_credentials
+    return None if creds is None else (type(creds).__name__, str(getattr(creds, "protocol", "")),
+                                       getattr(getattr(creds, "mechanism", None), "value", None),
+                                       getattr(creds, "username", None), getattr(creds, "password", None))
+
+
+def _tls(wired):
+    """What the TLS context trusts and presents: the CA's subject and whether a client certificate is loaded."""
+    context = wired.app.conf.broker_credentials.context
+    return ([dict(x[0] for x in ca["subject"])["commonName"] for ca in context.get_ca_certs()],
+            context.cert_store_stats()["x509"] > 0)
+
+
+SASL = {"LOYALTY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "LOYALTY_KAFKA_SASL_USERNAME": "u",
+        "LOYALTY_KAFKA_SASL_PASSWORD": "p"}
+
+
 def _effects(tmp_path: Path) -> dict:
-    """For each variable: (a value other than its default, a function of the wired app giving what it set)."""
+    """For each variable: (its value, or the environment that sets it together with what it needs,
+    a function of the wired app giving what it set, the expected result)."""
+    write_certificates(tmp_path)
+    (tmp_path / "password").write_text("from-a-file\n")
+    tls = {"LOYALTY_KAFKA_SECURITY_PROTOCOL": "SSL"}
     rules = tmp_path / "rules.toml"
     rules.write_text(default_program_text().replace("[shares]\npoints = 5", "[shares]\npoints = 9"))
     return {
@@ -107,7 +130,60 @@ def _effects(tmp_path: Path) -> dict:
         "LOYALTY_ADMIN_TOKEN": ("a-secret", lambda w: w.parts.settings.admin_token, "a-secret"),
         "LOYALTY_READ_TOKEN": ("r-secret", lambda w: w.parts.settings.read_token, "r-secret"),
         "LOYALTY_PII_KEY": ("k", lambda w: w.processor.pii_key, b"k"),
+        "LOYALTY_KAFKA_SECURITY_PROTOCOL": ("SSL", lambda w: _credentials(w)[0], "SSLCredentials"),
+        "LOYALTY_KAFKA_SASL_MECHANISM": ({**SASL, "LOYALTY_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+                                         lambda w: _credentials(w)[2], "SCRAM-SHA-512"),
+        "LOYALTY_KAFKA_SASL_USERNAME": ({**SASL, "LOYALTY_KAFKA_SASL_USERNAME": "shop"},
+                                        lambda w: _credentials(w)[3], "shop"),
+        "LOYALTY_KAFKA_SASL_PASSWORD": ({**SASL, "LOYALTY_KAFKA_SASL_PASSWORD": "s3cret"},
+                                        lambda w: _credentials(w)[4], "s3cret"),
+        "LOYALTY_KAFKA_SASL_PASSWORD_FILE": (
+            {**{k: v for k, v in SASL.items() if k != "LOYALTY_KAFKA_SASL_PASSWORD"},
+             "LOYALTY_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "password")}, lambda w: _credentials(w)[4],
+            "from-a-file"),
+        "LOYALTY_KAFKA_SSL_CA_FILE": ({**tls, "LOYALTY_KAFKA_SSL_CA_FILE": str(tmp_path / "ca.pem")},
+                                      lambda w: "loyalty-test-ca" in _tls(w)[0], True),
+        "LOYALTY_KAFKA_SSL_CERT_FILE": ({**tls, "LOYALTY_KAFKA_SSL_CA_FILE": str(tmp_path / "ca.pem"),
+                                         "LOYALTY_KAFKA_SSL_CERT_FILE": str(tmp_path / "client.crt"),
+                                         "LOYALTY_KAFKA_SSL_KEY_FILE": str(tmp_path / "client.key")},
+                                        lambda w: _client_certificate(w, tmp_path), "client"),
+        "LOYALTY_KAFKA_SSL_KEY_FILE": ({**tls, "LOYALTY_KAFKA_SSL_CERT_FILE": str(tmp_path / "client.crt"),
+                                        "LOYALTY_KAFKA_SSL_KEY_FILE": str(tmp_path / "client.key")},
+                                       lambda w: _client_certificate(w, tmp_path), "client"),
     }
+
+
+def _client_certificate(wired, tmp_path: Path) -> str | None:
+    """The CN of the client certificate the worker's TLS context presents, seen by a server that requires
+    one: a TLS handshake between the two contexts, shuttled through memory buffers."""
+    import ssl
+
+    client = wired.app.conf.broker_credentials.context
+    client.load_verify_locations(tmp_path / "ca.pem")  # trust the test broker's certificate either way
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "broker.crt", tmp_path / "broker.key")
+    server.load_verify_locations(tmp_path / "ca.pem")
+    server.verify_mode = ssl.CERT_REQUIRED
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client_end = client.wrap_bio(c_in, c_out, server_hostname="localhost")
+    server_end = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for name, end in (("client", client_end), ("server", server_end)):
+            if not done[name]:
+                try:
+                    end.do_handshake()
+                    done[name] = True
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except ssl.SSLError:
+                    return None
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            break
+    peer = server_end.getpeercert() if all(done.values()) else None
+    return dict(x[0] for x in peer["subject"])["commonName"] if peer else None
 
 
 def _log_level_after_worker_init(wired) -> int:
@@ -124,7 +200,13 @@ def test_every_documented_variable_has_an_effect_on_the_wired_app(tmp_path) -> N
     effects = _effects(tmp_path)
     assert set(effects) == set(env_table()) == set(DEFAULTS), "a variable without an effect test"
     baseline = wire({"LOYALTY_DATA_DIR": "/elsewhere"})
+    plain_tls = wire({"LOYALTY_KAFKA_SECURITY_PROTOCOL": "SSL"})  # the baseline of the TLS file variables
     for name, (value, read, expected) in effects.items():
-        changed = wire({name: value})
+        changed = wire(value if isinstance(value, dict) else {name: value})
         assert read(changed) == expected, name
-        assert read(baseline) != expected, f"{name}: the default already gives {expected!r}"
+        before = plain_tls if "_SSL_" in name else wire(SASL) if "_SASL_" in name else baseline
+        try:
+            unchanged = read(before)
+        except Exception:  # e.g. no client certificate to read
+            unchanged = None
+        assert unchanged != expected, f"{name}: the default already gives {expected!r}"

@@ -37,10 +37,7 @@ KUBERNETES_VERSION = "1.33.0"
 #: one yet (Kafka security, web bind and read token, static membership). They count as known until
 #: docs/configuration.md lists them; then test_pending_variables_are_still_undocumented fails, to have
 #: the name removed here.
-PENDING = frozenset({
-    "LOYALTY_KAFKA_SECURITY_PROTOCOL", "LOYALTY_KAFKA_SASL_MECHANISM", "LOYALTY_KAFKA_SASL_USERNAME",
-    "LOYALTY_KAFKA_SASL_PASSWORD_FILE", "LOYALTY_WORKER_NAME",
-})
+PENDING = frozenset({"LOYALTY_WORKER_NAME"})
 
 _DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
 _LABEL_SELECTOR = {
