@@ -12,8 +12,9 @@ doubled (so both programs do all their work):
 - simulate, N processes: the same split over `--jobs` processes (default: the CPU count).
 
 Events/s are history events (each one applied under both programs) per wall-clock second; for the
-single-process phases also per CPU second of this process (`time.process_time`), which a machine
-shared with other work does not distort. `--profile` adds the functions the core spends its time in.
+single-process phases also per CPU second of this process (`time.process_time`), and for the
+N-process phase per CPU second of all its processes, which a machine shared with other work does
+not distort as it does wall-clock time. `--profile` adds the functions the core spends its time in.
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ import cProfile
 import os
 import platform
 import pstats
+import resource
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from stream_app.core.handlers import HANDLERS
 from stream_app.core.program import default_program_text, parse_program
 from stream_app.history import file_records
 from stream_app.loadgen import DEFAULT_MIX, generate
@@ -51,6 +54,39 @@ def read(path: Path) -> History:
     return history
 
 
+#: (module file, functions, label): where a simulation spends its time, callees included. Rows under
+#: apply_event overlap (tier and segment evaluation also run inside the due work, next_due inside both).
+PARTS = (("simulation.py", ("run_member",), "the whole simulation of the sample (both programs)"),
+         ("engine.py", ("apply_event",), "engine.apply_event (the core, per event)"),
+         ("due.py", ("catch_up",), "  due work up to the event (due.catch_up)"),
+         ("due.py", ("next_due",), "  next due instant (due.next_due: in catch_up and for the schedule)"),
+         ("member.py", ("from_dict",), "  state dict -> Member (member.from_dict)"),
+         ("member.py", ("to_dict",), "  Member -> state dict (member.to_dict)"),
+         ("handlers.py", tuple(f.__name__ for f in HANDLERS.values()), "  the event's own rule (handlers.py)"),
+         ("tiers.py", ("evaluate_tier",), "  tier evaluation (tiers.evaluate_tier)"),
+         ("segments.py", ("evaluate_segment",), "  segment evaluation (segments.evaluate_segment)"),
+         ("engine.py", ("_apply_notification_policy",), "  notification policy"),
+         ("emitted.py", ("reward", "notify"), "  building reward and notification events (emitted.py)"),
+         ("engine.py", ("advance",), "engine.advance (to the end of the history)"),
+         ("simulation.py", ("_count",), "the simulation's own counting (simulation._count)"),
+         ("simulate.py", ("<listcomp>",), "decode + scrub of the events (orjson, privacy.scrub)"))
+
+
+def where_time_goes(stats: pstats.Stats) -> None:
+    """Cumulative time of the functions in PARTS, as a share of the whole simulation."""
+    def cumulative(module: str, names: tuple[str, ...]) -> float:
+        return sum(row[3] for (path, _, function), row in stats.stats.items()
+                   if path.endswith("/" + module) and function in names)
+
+    total = cumulative(*PARTS[0][:2])
+    print("| part | s | share |")
+    print("|---|---:|---:|")
+    for module, names, label in PARTS:
+        seconds = cumulative(module, names)
+        print(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
+    print("(times include cProfile's own overhead)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -72,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         history, read_wall, read_cpu = timed(lambda: read(path))
     job = Job(current, candidate, b"bench-key", history.last_ms, 10)
     one, one_wall, one_cpu = timed(lambda: run_jobs(job, history.members, 1))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     many, many_wall, _ = timed(lambda: run_jobs(job, history.members, args.jobs))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    many_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     assert one == many, "the tallies of 1 and N processes differ"
     events = one.events
     load = os.getloadavg()
@@ -85,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     print(f"| read + validate (1 process) | {read_wall:.1f} | {rate(read_wall)} | {read_cpu:.1f} | {rate(read_cpu)} |")
     print(f"| simulate, 1 process | {one_wall:.1f} | {rate(one_wall)} | {one_cpu:.1f} | {rate(one_cpu)} |")
-    print(f"| simulate, {args.jobs} processes | {many_wall:.1f} | {rate(many_wall)} | | |")
+    print(f"| simulate, {args.jobs} processes | {many_wall:.1f} | {rate(many_wall)} | {many_cpu:.1f} (all) | "
+          f"{rate(many_cpu)} |")
     print(f"| whole command, 1 process | {read_wall + one_wall:.1f} | {rate(read_wall + one_wall)} | "
           f"{read_cpu + one_cpu:.1f} | {rate(read_cpu + one_cpu)} |")
     print(f"| whole command, {args.jobs} processes | {read_wall + many_wall:.1f} | {rate(read_wall + many_wall)} | | |")
@@ -95,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         sample = dict(list(history.members.items())[: max(1, len(history.members) * 20_000 // max(events, 1))])
         profiler = cProfile.Profile()
         profiler.runcall(run_jobs, job, sample, 1)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        where_time_goes(pstats.Stats(profiler))
     return 0
 
 

@@ -38,17 +38,20 @@ Chunk = list[tuple[str, list[bytes]]]  # members and their valid events (raw JSO
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    parser.add_argument("history", nargs="?", help="JSON-lines file of input events, as `loyalty replay` reads it")
+    parser.add_argument("history", nargs="?", metavar="FILE",
+                        help="JSON-lines file of input events, as `loyalty replay` reads it")
     parser.add_argument("--candidate", required=True, metavar="FILE", help="the program to try")
     parser.add_argument("--current", default=settings.rules_path, metavar="FILE",
                         help="the program in force (default: LOYALTY_RULES, else the packaged default)")
     parser.add_argument("--from-kafka", action="store_true", help="read the input topics instead of a file")
-    parser.add_argument("--since", type=instant_ms, help="with --from-kafka: first record time (ISO 8601)")
-    parser.add_argument("--until", type=instant_ms,
+    parser.add_argument("--since", type=instant_ms, metavar="ISO",
+                        help="with --from-kafka: first record time (ISO 8601)")
+    parser.add_argument("--until", type=instant_ms, metavar="ISO",
                         help="with --from-kafka: end of the range and of the simulation (ISO 8601)")
-    parser.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
                         help="worker processes (default: %(default)s, the CPU count)")
-    parser.add_argument("--top", type=_count, default=10, help="members whose outcome differs most (default: 10)")
+    parser.add_argument("--top", type=_count, default=10, metavar="N",
+                        help="members whose outcome differs most (default: 10)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write a chart page (self-contained HTML)")
     parser.set_defaults(run=run, pii_key=settings.pii_key)
@@ -154,12 +157,12 @@ def read_history(args: argparse.Namespace) -> History:
 
 
 def _drawn(records: Iterable[Record], progress: Progress) -> Iterator[Record]:
-    count = 0
+    """`records`, drawing `progress` (of lines) every 1000 of them and in full at the end of the file."""
     for count, record in enumerate(records, 1):
         if count % 1000 == 0:
             progress(count)
         yield record
-    progress.finish(count)
+    progress.finish(progress.total)  # blank lines yield no record: every line has been read
 
 
 # -- simulation -------------------------------------------------------------------------------------
@@ -196,22 +199,23 @@ def chunks(members: dict[str, list[bytes]], size: int) -> Iterator[Chunk]:
 def run_jobs(job: Job, members: dict[str, list[bytes]], jobs: int, progress: Progress | None = None) -> Tally:
     """The merged tally of every member, simulated in `jobs` processes (1: in this process)."""
     total = sum(len(values) for values in members.values())
-    parts = list(chunks(members, max(500, min(20_000, total // (jobs * 16) or 1))))
-    tally, done = Tally(job.top), 0
+    parts = list(chunks(members, max(500, min(20_000, total // (jobs * 16)))))
+    tally = Tally(job.top)
 
-    def merged(results: Iterable[Tally]) -> Tally:
-        nonlocal done
-        for part in results:
+    def merge(results: Iterable[Tally]) -> None:
+        for part in results:  # in the order they finish: the merge does not depend on it
             tally.merge(part)
-            done += part.events
             if progress:
-                progress(done)
-        return tally
+                progress(tally.events)
 
     if jobs == 1 or len(parts) < 2:
-        return merged(map(job, parts))
+        merge(map(job, parts))
+        return tally
     with multiprocessing.Pool(min(jobs, len(parts))) as pool:
-        return merged(pool.imap_unordered(job, parts))
+        merge(pool.imap_unordered(job, parts))
+        pool.close()  # let the processes end on their own (leaving the block would kill them)
+        pool.join()
+    return tally
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -224,18 +228,30 @@ def run(args: argparse.Namespace) -> int:
     if args.from_kafka == bool(args.history):
         print("loyalty: give either a history FILE or --from-kafka", file=sys.stderr)
         return USAGE
+    unwritable = [str(path) for path in (args.json, args.html) if path and not path.resolve().parent.is_dir()]
+    if unwritable:  # found before a long run, not after it
+        print(f"loyalty: no directory for {', '.join(unwritable)}", file=sys.stderr)
+        return USAGE
     try:
         current, candidate = read_program(args.current), read_program(args.candidate)
     except ProgramError as exc:
         print(exc, file=sys.stderr)
         print("loyalty: nothing simulated", file=sys.stderr)
         return USAGE
+    try:
+        return _simulate(args, current, candidate)
+    except KeyboardInterrupt:
+        print("\nloyalty: interrupted", file=sys.stderr)
+        return 1
+
+
+def _simulate(args: argparse.Namespace, current: NamedProgram, candidate: NamedProgram) -> int:
     from aiokafka.errors import KafkaError  # aiokafka only for this command
 
     try:
         history = read_history(args)
     except OSError as exc:
-        print(f"loyalty: {args.history}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"loyalty: {args.history or args.bootstrap}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except (KafkaError, KafkaHistoryError) as exc:
         print(f"loyalty: cannot read the history from Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -243,13 +259,9 @@ def run(args: argparse.Namespace) -> int:
     end_ms = max((x for x in (args.until, history.last_ms) if x is not None), default=None)
     job = Job(current.program, candidate.program, args.pii_key, end_ms or 0, args.top)
     started = time.monotonic()
-    try:
-        progress = Progress(history.events)
-        tally = run_jobs(job, history.members, args.jobs, progress)
-        progress.finish(tally.events)
-    except KeyboardInterrupt:
-        print("\nloyalty: interrupted", file=sys.stderr)
-        return 1
+    progress = Progress(history.events)
+    tally = run_jobs(job, history.members, args.jobs, progress)
+    progress.finish(tally.events)
     seconds = time.monotonic() - started
     rate = tally.events / seconds if seconds else 0.0
     print(f"simulated {tally.events:,} events of {tally.members:,} members in {seconds:.1f}s "

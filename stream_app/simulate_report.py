@@ -111,9 +111,10 @@ def table(doc: dict) -> str:
     section("dead letters, by code", doc["dead_letters"]["by_code"])
 
     history, programs = doc["history"], doc["programs"]
+    span = (f"{history['first_event_at']} to {history['last_event_at']}, simulated to {history['end']}"
+            if history["first_event_at"] else "no valid event")
     head = [f"history    {history['source']}: {history['records']:,} records, {history['events']:,} events of "
-            f"{history['members']:,} members, {history['first_event_at']} to {history['last_event_at']}, "
-            f"simulated to {history['end']}"]
+            f"{history['members']:,} members, {span}"]
     head += [f"{name:<11}{p['source']} ({p['timezone']})" for name, p in programs.items()]
     for code, example in doc["dead_letters"]["examples"].items():
         head.append(f"rejected   {code}: first at {example['where']}: {example['detail']}")

@@ -147,6 +147,14 @@ def test_the_html_page_is_self_contained_and_draws_both_series(files, tmp_path, 
             assert len(points.group(1).split()) == days
 
 
+def test_every_option_is_documented(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["simulate", "--help"])
+    options = set(re.findall(r"(?<![\w-])(--[a-z-]+)", capsys.readouterr().out))
+    documented = set(re.findall(r"`(--[a-z-]+)", (ROOT / "docs" / "simulation.md").read_text("utf-8")))
+    assert options - {"--help"} == documented
+
+
 def test_since_and_until_are_for_kafka_only(files, capsys):
     history, candidate = files
     status, _, err = simulate(capsys, str(history), "--candidate", str(candidate), "--until", "2026-02-01")
