@@ -162,4 +162,5 @@ async def _offsets_at(consumer, partitions: list, at_ms: int, default: dict) -> 
 
 def read_kafka(bootstrap: str, prefix: str, since_ms: int | None, until_ms: int | None,
                progress: Callable[[int, int], None] | None = None) -> list[Record]:
+    """`kafka_records`, from synchronous code."""
     return asyncio.run(kafka_records(bootstrap, prefix, since_ms, until_ms, progress))
