@@ -131,12 +131,12 @@ def simulate(members: Iterable[tuple[str, Sequence[dict]]], current: Program, ca
 
 
 def run_member(events: Sequence[dict], program: Program, end_ms: int, totals: Totals,
-               day_of: Callable[[str], str] | None = None) -> int:
+               day_of: Callable[[str], str]) -> int:
     """Apply one member's ordered events, then advance it to `end_ms`; its final available + pending.
 
     An event the core raises on is counted as `processing_error` and changes nothing, as in the worker.
+    `day_of` dates a reward in the program's time zone.
     """
-    day_of = day_of or _day_of(program)
     state: dict | None = None
     for event in events:
         try:
@@ -199,11 +199,11 @@ def _balance(state: dict) -> int:
 
 
 def _day_of(program: Program) -> Callable[[str], str]:
-    """The program-local date (ISO) of a reward's `occurred_at` (RFC 3339), cached per minute."""
+    """The program-local date (ISO) of a reward's `occurred_at`, cached per minute."""
     cache: dict[str, str] = {}
 
     def day_of(at: str) -> str:
-        minute = at[:16]  # UTC offsets of time zones are whole minutes
+        minute = at[:16]  # rewards are dated in UTC (calendar.rfc3339); zone offsets are whole minutes
         found = cache.get(minute)
         if found is None:
             moment = datetime.fromisoformat(at)
