@@ -32,9 +32,9 @@ from typing import TypeVar
 
 from stream_app.core.handlers import HANDLERS
 from stream_app.core.program import default_program_text, parse_program
-from stream_app.history import file_records
+from stream_app.history import History, file_records
 from stream_app.loadgen import DEFAULT_MIX, generate
-from stream_app.simulate import History, Job, run_jobs
+from stream_app.simulate import Job, run_jobs
 
 T = TypeVar("T")
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -1,6 +1,7 @@
 """Histories of input events for `loyalty simulate`: a JSON-lines file or a time range of the input topics.
 
-Both give `Record`s, validated as the worker validates a message (topics/validation.decode_event).
+Both give `Record`s, validated as the worker validates a message (topics/validation.decode_event)
+and collected into a `History`: the valid events by member, the rejected ones counted by code.
 A file line is read as `loyalty replay` reads it: its topic is the input kind whose schema lists its
 `type`, its key is its `member_id`; a line that names no input type gets the code the worker would
 give it on any input topic (`invalid_json`, `not_an_object`, `schema_violation`, `unknown_type`).
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
+from stream_app.core.engine import event_time_ms
 from topics.catalog import INPUT_KINDS, TopicNames
 from topics.validation import MAX_MESSAGE_BYTES, Rejection, decode_event, load_schema
 
@@ -78,6 +81,35 @@ def file_records(path: Path) -> Iterator[Record]:
             value = raw.strip()
             if value:
                 yield Record(f"{path}:{number}", None, None, value)
+
+
+@dataclass(slots=True)
+class History:
+    """The valid events by member (raw JSON in input order) and the records the worker would refuse."""
+
+    source: str
+    records: int = 0
+    members: dict[str, list[bytes]] = field(default_factory=dict)
+    rejected: Counter = field(default_factory=Counter)
+    examples: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> first (where, detail)
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+    @property
+    def events(self) -> int:
+        return self.records - sum(self.rejected.values())
+
+    def add(self, record: Record) -> None:
+        self.records += 1
+        decoded = decode(record)
+        if isinstance(decoded, Rejection):
+            self.rejected[decoded.code] += 1
+            self.examples.setdefault(decoded.code, (record.where, decoded.detail))
+            return
+        self.members.setdefault(decoded["member_id"], []).append(record.value)
+        at = event_time_ms(decoded)
+        self.first_ms = at if self.first_ms is None else min(self.first_ms, at)
+        self.last_ms = at if self.last_ms is None else max(self.last_ms, at)
 
 
 class KafkaHistoryError(RuntimeError):

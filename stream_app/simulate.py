@@ -14,24 +14,20 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import orjson
-
-from stream_app import simulate_report
 from stream_app.cli import describe_program_error
-from stream_app.core.engine import event_time_ms
-from stream_app.core.privacy import scrub
 from stream_app.core.program import Program, ProgramError, default_program_text, parse_program
-from stream_app.core.simulation import Tally, simulate
-from stream_app.history import KafkaHistoryError, Record, count_lines, decode, file_records, read_kafka
 from stream_app.loadgen import Progress
 from stream_app.settings import Settings
-from topics.validation import Rejection
+
+if TYPE_CHECKING:  # the machinery is imported when the command runs: every `loyalty` command builds this parser
+    from stream_app.core.simulation import Tally
+    from stream_app.history import History, Record
 
 USAGE = 2  # the exit status of bad arguments or a program that cannot be used (as argparse's)
 Chunk = list[tuple[str, list[bytes]]]  # members and their valid events (raw JSON, input order)
@@ -104,37 +100,10 @@ def read_program(path: str | None) -> NamedProgram:
 
 # -- history ----------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class History:
-    """The valid events by member (raw JSON in input order) and the records the worker would refuse."""
-
-    source: str
-    records: int = 0
-    members: dict[str, list[bytes]] = field(default_factory=dict)
-    rejected: Counter = field(default_factory=Counter)
-    examples: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> first (where, detail)
-    first_ms: int | None = None
-    last_ms: int | None = None
-
-    @property
-    def events(self) -> int:
-        return self.records - sum(self.rejected.values())
-
-    def add(self, record: Record) -> None:
-        self.records += 1
-        decoded = decode(record)
-        if isinstance(decoded, Rejection):
-            self.rejected[decoded.code] += 1
-            self.examples.setdefault(decoded.code, (record.where, decoded.detail))
-            return
-        self.members.setdefault(decoded["member_id"], []).append(record.value)
-        at = event_time_ms(decoded)
-        self.first_ms = at if self.first_ms is None else min(self.first_ms, at)
-        self.last_ms = at if self.last_ms is None else max(self.last_ms, at)
-
-
 def read_history(args: argparse.Namespace) -> History:
     """Every record of the file or of the Kafka range, drawing a progress line as they are read."""
+    from stream_app.history import History, count_lines, file_records, read_kafka
+
     if args.from_kafka:
         history = History(f"Kafka {args.bootstrap} ({args.prefix}*)")
         progress: list[Progress] = []
@@ -178,6 +147,11 @@ class Job:
     top: int
 
     def __call__(self, chunk: Chunk) -> Tally:
+        import orjson
+
+        from stream_app.core.privacy import scrub
+        from stream_app.core.simulation import simulate
+
         members = ((member_id, [scrub(orjson.loads(value), self.pii_key) for value in values])
                    for member_id, values in chunk)
         return simulate(members, self.current, self.candidate, self.end_ms, self.top)
@@ -198,6 +172,8 @@ def chunks(members: dict[str, list[bytes]], size: int) -> Iterator[Chunk]:
 
 def run_jobs(job: Job, members: dict[str, list[bytes]], jobs: int, progress: Progress | None = None) -> Tally:
     """The merged tally of every member, simulated in `jobs` processes (1: in this process)."""
+    from stream_app.core.simulation import Tally
+
     total = sum(len(values) for values in members.values())
     parts = list(chunks(members, max(500, min(20_000, total // (jobs * 16)))))
     tally = Tally(job.top)
@@ -246,7 +222,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace, current: NamedProgram, candidate: NamedProgram) -> int:
-    from aiokafka.errors import KafkaError  # aiokafka only for this command
+    import orjson
+    from aiokafka.errors import KafkaError
+
+    from stream_app import simulate_report
+    from stream_app.history import KafkaHistoryError
 
     try:
         history = read_history(args)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from stream_app.core.simulation import Tally, daily
 
 if TYPE_CHECKING:  # only for annotations: simulate imports this module
-    from stream_app.simulate import History, NamedProgram
+    from stream_app.history import History
+    from stream_app.simulate import NamedProgram
 
 SEGMENT_ORDER = ("new", "active", "loyal", "at_risk", "churned")
 
