@@ -290,6 +290,14 @@ def locate(message: str, text: str) -> int | None:
     return None
 
 
+def describe_program_error(path: str, text: str, error: Exception) -> str:
+    """`FILE:LINE: message` for an error in program `text` read from `path` (no line when none is found)."""
+    message = str(error)
+    line = locate(message, text)
+    where = f"{path}:{line}" if line else path
+    return f"{where}: {_TOML_POSITION.sub('', message)}"
+
+
 def _check_program(args: argparse.Namespace) -> int:
     from stream_app.core.program import ProgramError, parse_program
 
@@ -301,10 +309,7 @@ def _check_program(args: argparse.Namespace) -> int:
     try:
         program = parse_program(text)
     except ProgramError as exc:
-        message = str(exc)
-        line = locate(message, text)
-        where = f"{args.file}:{line}" if line else args.file
-        print(f"{where}: {_TOML_POSITION.sub('', message)}", file=sys.stderr)
+        print(describe_program_error(args.file, text, exc), file=sys.stderr)
         return 1
     tiers = ", ".join(f"{t.name} {t.threshold}" for t in program.tiers)
     campaigns = ", ".join(c.name for c in program.campaigns) or "none"
@@ -379,6 +384,13 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     check = commands.add_parser("check-program", help="validate a program TOML file")
     check.add_argument("file")
     check.set_defaults(run=_check_program)
+
+    from stream_app import simulate  # imports this module (describe_program_error)
+
+    trial = commands.add_parser("simulate", help="run a history through the current and a candidate program "
+                                "and compare them (docs/simulation.md)")
+    simulate.add_arguments(trial, settings)
+    _kafka_options(trial, settings)
     return parser
 
 

@@ -1,0 +1,216 @@
+"""The pure simulation: histories whose difference between two programs is known in advance.
+
+Histories come from the load generator (stream_app.loadgen), decoded and scrubbed as the shell does.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_app.core import simulation
+from stream_app.core.calendar import local_date
+from stream_app.core.engine import event_time_ms
+from stream_app.core.privacy import scrub
+from stream_app.core.program import parse_program
+from stream_app.core.simulation import Tally, Totals, daily, in_event_time_order, simulate
+from stream_app.loadgen import DEFAULT_MIX, generate
+from tests.unit.conftest import DAY, iso, toml_with
+
+START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+KEY = b"simulation-test-key"
+CURRENT = parse_program(toml_with())
+DOUBLE_SHARES = parse_program(toml_with({"shares.points": "10"}))  # the packaged default gives 5
+
+
+def history(members: int, events: int, seed: int, mix: dict[str, float], days: float) -> list[tuple[str, list]]:
+    """(member id, events in input order) of a generated history spread over `days`."""
+    by_member: dict[str, list[dict]] = defaultdict(list)
+    for _, _, value in generate(members, events, seed, mix, START, days * DAY / events):
+        event = scrub(orjson.loads(value), KEY)
+        by_member[event["member_id"]].append(event)
+    return list(by_member.items())
+
+
+def last_ms(members: list[tuple[str, list]]) -> int:
+    return max(event_time_ms(e) for _, events in members for e in events)
+
+
+def run(members, current=CURRENT, candidate=DOUBLE_SHARES, top: int = 10) -> Tally:
+    return simulate(members, current, candidate, last_ms(members), top)
+
+
+def flows_balance(totals: Totals) -> int:
+    """What the flows say is owed: it must be the liability summed from the members' final states."""
+    return (sum(totals.issued.values()) - totals.clawed_back - totals.redeemed - totals.expired + totals.adjusted
+            - totals.erased)
+
+
+# Everything of Totals but the points, which a change of points may move.
+NOT_POINTS = ("tiers", "segments", "notifications", "notifications_dropped", "notifications_held", "rewards",
+              "events", "dead_letters")
+
+
+def test_doubling_share_points_doubles_share_points_exactly_and_nothing_else_on_shares_under_the_cap():
+    members = history(100, 400, seed=3, mix={"shares": 1}, days=60)
+    per_day = Counter((e["member_id"], local_date(event_time_ms(e), CURRENT.timezone)) for _, es in members for e in es)
+    assert max(per_day.values()) <= CURRENT.share_daily_cap  # the premise: no share is capped
+
+    tally = run(members)
+    cur, cand = tally.current, tally.candidate
+    assert set(cur.issued) == set(cand.issued) == {"shares"}
+    assert cur.issued["shares"] == 5 * 400 and cand.issued["shares"] == 2 * cur.issued["shares"]
+    assert (cand.liability, cand.available, cand.pending) == (2 * cur.liability, 2 * cur.available, 0)
+    for name in NOT_POINTS + ("clawed_back", "redeemed", "expired", "adjusted", "erased"):
+        assert getattr(cand, name) == getattr(cur, name), name
+    assert cand.daily_issued == Counter({day: 2 * points for day, points in cur.daily_issued.items()})
+    assert tally.members == len(members) and tally.events == 400
+    assert len(tally.differing) == 10
+    assert all(d.candidate == 2 * d.current for d in tally.differing)
+
+
+def test_doubling_share_points_on_the_default_mix_adds_exactly_the_current_share_points():
+    members = history(300, 3000, seed=11, mix=DEFAULT_MIX, days=90)
+    tally = run(members, top=1000)
+    cur, cand = tally.current, tally.candidate
+    assert cur.issued["shares"] > 0 and cur.issued["order"] > 0
+    assert cand.issued["shares"] - cur.issued["shares"] == cur.issued["shares"]
+    assert {rule: n for rule, n in cand.issued.items() if rule != "shares"} == \
+        {rule: n for rule, n in cur.issued.items() if rule != "shares"}  # order points and the rest untouched
+    assert cand.clawed_back == cur.clawed_back and cand.tiers == cur.tiers
+    # more points mean fewer rejected redemptions: the difference flows through redemptions only
+    assert cand.liability - cur.liability == cur.issued["shares"] - (cand.redeemed - cur.redeemed)
+    assert cand.rewards["redemption_rejected"] <= cur.rewards["redemption_rejected"]
+    assert sum(d.difference for d in tally.differing) == cand.liability - cur.liability
+
+
+def test_identical_programs_give_identical_columns_and_no_differing_member():
+    members = history(200, 2000, seed=5, mix=DEFAULT_MIX, days=120)
+    tally = run(members, CURRENT, parse_program(toml_with()))
+    assert tally.current == tally.candidate
+    assert tally.differing == []
+    assert sum(tally.current.issued.values()) > 0
+
+
+def test_the_flows_add_up_to_the_liability_and_the_daily_series_ends_there():
+    members = history(150, 1500, seed=9, mix=DEFAULT_MIX, days=500)  # long enough for lots to expire
+    tally = run(members)
+    for totals in (tally.current, tally.candidate):
+        assert totals.expired > 0
+        assert flows_balance(totals) == totals.liability
+    days = daily(tally.current, tally.candidate)
+    assert days[-1].liability_current == tally.current.liability
+    assert days[-1].liability_candidate == tally.candidate.liability
+    assert sum(d.issued_current for d in days) == sum(tally.current.issued.values())
+    assert [d.date for d in days] == sorted({d.date for d in days})  # one row per day, in order
+    assert len(days) == (local_date(last_ms(members), CURRENT.timezone)
+                         - local_date(START, CURRENT.timezone)).days + 1
+
+
+def test_events_are_applied_in_event_time_order_stable_for_equal_instants():
+    first = {"event_id": "a", "occurred_at": "2026-01-01T08:00:00+08:00"}  # 00:00 UTC
+    second = {"event_id": "b", "occurred_at": "2026-01-01T00:00:00Z"}  # the same instant
+    earlier = {"event_id": "c", "occurred_at": "2025-12-31T23:59:59.999Z"}
+    assert [e["event_id"] for e in in_event_time_order([first, second, earlier])] == ["c", "a", "b"]
+
+
+def _member_events(member_id: str) -> list[dict]:
+    def event(n: int, type_: str, at: int, **fields) -> dict:
+        return {"event_id": f"{member_id}-{n}", "member_id": member_id, "occurred_at": iso(at), "type": type_,
+                **fields}
+
+    return [event(1, "login", START, device_id="d1"),
+            event(2, "share", START + 1000, share_id="s1", channel="wechat", target="t"),
+            event(3, "points_adjusted", START + 2000, points=40, operator_id="op", reason="goodwill")]
+
+
+def test_an_erased_member_forfeits_its_balance_and_leaves_the_tiers():
+    events = _member_events("gone") + [{"event_id": "gone-4", "member_id": "gone", "occurred_at": iso(START + DAY),
+                                        "type": "member_erased"}]
+    tally = simulate([("gone", events), ("kept", _member_events("kept"))], CURRENT, CURRENT, START + 2 * DAY)
+    balance = 2 + 5 + 40  # login, share, adjustment
+    assert tally.current.erased == balance and tally.current.adjusted == 2 * 40
+    assert tally.current.liability == balance  # only "kept" is left
+    assert sum(tally.current.tiers.values()) == 1
+    assert flows_balance(tally.current) == tally.current.liability
+    assert [d.liability_current for d in daily(tally.current, tally.candidate)] == [2 * balance, balance]
+
+
+def test_an_event_the_core_raises_on_is_dead_lettered_and_the_member_goes_on(monkeypatch):
+    real = simulation.apply_event
+
+    def failing(state, event, program):
+        if event["event_id"] == "m-2":
+            raise ValueError("boom")
+        return real(state, event, program)
+
+    monkeypatch.setattr(simulation, "apply_event", failing)
+    tally = simulate([("m", _member_events("m"))], CURRENT, CURRENT, START + DAY)
+    assert tally.current.dead_letters == Counter({"processing_error": 1})
+    assert tally.current.events == Counter({"applied": 2, "dead_lettered": 1})
+    assert tally.current.issued == Counter({"logins": 2}) and tally.current.liability == 42
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+MIXES = st.dictionaries(st.sampled_from(sorted(DEFAULT_MIX)), st.floats(0.5, 10), min_size=1)
+EXTRA = st.lists(st.tuples(st.integers(0, 19), st.sampled_from(["erase", "adjust", "join"]), st.floats(0, 1),
+                           st.integers(-300, 300)), max_size=8)
+
+
+def with_extras(members: list[tuple[str, list]], extras, days: float) -> list[tuple[str, list]]:
+    """Erasures, adjustments (either sign) and birthdays for a few members, at drawn instants."""
+    by_member = dict(members)
+    ids = sorted(by_member)
+    for n, (index, kind, when, points) in enumerate(extras):
+        member_id = ids[index % len(ids)]
+        at = iso(START + int(when * days * DAY))
+        event = {"event_id": f"x{n}", "member_id": member_id, "occurred_at": at}
+        if kind == "erase":
+            event["type"] = "member_erased"
+        elif kind == "adjust":
+            event.update(type="points_adjusted", points=points or 1, operator_id="op", reason="test")
+        else:
+            event.update(type="member_joined", birthday="03-15")
+        by_member[member_id] = [*by_member[member_id], event]
+    return list(by_member.items())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), members=st.integers(1, 20), events=st.integers(1, 250), mix=MIXES,
+       days=st.floats(0.01, 800), extras=EXTRA, cut=st.integers(0, 20))
+def test_a_program_against_itself_differs_in_nothing_and_splitting_members_changes_nothing(
+        seed, members, events, mix, days, extras, cut):
+    generated = with_extras(history(members, events, seed, mix, days), extras, days)
+    end = last_ms(generated)
+    whole = simulate(generated, CURRENT, parse_program(toml_with()), end)
+    assert whole.current == whole.candidate
+    assert whole.differing == []
+    assert flows_balance(whole.current) == whole.current.liability
+    rows = daily(whole.current, whole.candidate)
+    assert not rows or rows[-1].liability_current == whole.current.liability
+
+    split = simulate(generated[cut:], CURRENT, DOUBLE_SHARES, end)  # one process's members ...
+    split.merge(simulate(generated[:cut], CURRENT, DOUBLE_SHARES, end))  # ... merged with another's
+    assert split == simulate(generated, CURRENT, DOUBLE_SHARES, end)
+
+
+def test_the_merge_keeps_the_largest_differences_by_member_id_on_ties():
+    a, b = Tally(2), Tally(2)
+    a.differing = [simulation.MemberDiff("m3", 0, 5), simulation.MemberDiff("m1", 0, -5)]
+    b.differing = [simulation.MemberDiff("m2", 10, 15), simulation.MemberDiff("m0", 0, 1)]
+    a.merge(b)
+    assert [d.member_id for d in a.differing] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize("field_name", ["issued", "tiers", "daily_change"])
+def test_totals_merge_adds_every_counter(field_name):
+    left, right = Totals(), Totals()
+    getattr(left, field_name)["x"] = 2
+    getattr(right, field_name)["x"] = 3
+    left.redeemed, right.redeemed = 1, 4
+    left.merge(right)
+    assert getattr(left, field_name)["x"] == 5 and left.redeemed == 5
