@@ -95,13 +95,13 @@ class Skipped:
     reason: str
 
 
-def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | Skipped]:
+def read_events(lines: Iterable[bytes], now_ms: int) -> Iterator[tuple[str, bytes, bytes] | Skipped]:
     """(topic kind, key, value) for each JSON-lines event, or Skipped with its 1-based line number.
 
     An event's topic is the input kind whose schema lists its `type`; its key is its member id.
+    Each line is judged as the worker would judge it at `now_ms` (epoch ms).
     """
-    import orjson
-
+    from topics import strict_json
     from topics.validation import INPUT_KINDS, Rejection, decode_event, load_schema
 
     kind_of_type = {name: kind for kind in INPUT_KINDS for name in load_schema(kind)["properties"]["type"]["enum"]}
@@ -110,9 +110,9 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
         if not value:
             continue
         try:
-            event = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            yield Skipped(number, f"invalid_json: {exc.msg} at position {exc.pos}")
+            event = strict_json.loads(value)
+        except strict_json.InvalidJson as exc:
+            yield Skipped(number, f"invalid_json: {exc}")
             continue
         if not isinstance(event, dict):
             yield Skipped(number, "not_an_object: value is not a JSON object")
@@ -127,19 +127,19 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
             continue
         member_id = event.get("member_id")
         key = member_id.encode() if isinstance(member_id, str) else None
-        decoded = decode_event(kind, key, value)
+        decoded = decode_event(kind, key, value, now_ms=now_ms)
         if isinstance(decoded, Rejection):
             yield Skipped(number, f"{decoded.code}: {decoded.detail}")
         else:
             yield kind, key, value
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
     skipped = 0
 
     def valid(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes]]:
         nonlocal skipped
-        for item in read_events(lines):
+        for item in read_events(lines, int(clock() * 1000)):
             if isinstance(item, Skipped):
                 skipped += 1
                 print(f"{args.file}:{item.line}: {item.reason}", file=sys.stderr)

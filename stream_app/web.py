@@ -79,7 +79,7 @@ class AdminMember(View):
         if action == "adjust":
             event["points"] = body.get("points")
         value = orjson.dumps(event)
-        checked = decode_event("admin", member_id.encode(), value)
+        checked = decode_event("admin", member_id.encode(), value, now_ms=int(time.time() * 1000))
         if isinstance(checked, Rejection):
             return self.json({"error": checked.code, "detail": checked.detail}, status=400)
         from topics.channels import produced  # here: topics.channels imports the app, which imports this module

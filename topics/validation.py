@@ -1,28 +1,43 @@
 """Event contracts: raw Kafka bytes in, a validated event or a stable rejection code out.
 
 The contracts are the draft-07 JSON Schemas in topics/schemas/, compiled once at import with
-fastjsonschema. Two refinements JSON Schema cannot express are applied on top of every
-schema: "integer" means a JSON integer (5.0, 1e3 and integers too large for 64 bits, which
-orjson decodes as floats, are refused) and a "date-time" must also parse with
-datetime.fromisoformat and carry an offset.
+fastjsonschema, over the strict JSON grammar of topics/strict_json.py (no duplicate names,
+numbers within ±(2^53 - 1), no U+0000, bounded nesting). Two refinements JSON Schema cannot
+express are applied on top of every schema: "integer" means a JSON integer (5.0 and 1e3, which
+orjson decodes as floats, are refused) and a "date-time" is RFC 3339 with an offset
+(`2026-11-23T10:00:00.5+08:00`, `...Z`) naming a real instant. Last, an input event's
+`occurred_at` must lie between OCCURRED_AT_MIN and the caller's clock plus
+OCCURRED_AT_MAX_AHEAD: the core does calendar arithmetic up to years past an event (expiry,
+windows), which fails near year 9999, and no real event comes from before 2000 or from tomorrow.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import orjson
 
+from topics import strict_json
+
 MAX_MESSAGE_BYTES = 65536
+OCCURRED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+OCCURRED_AT_MAX_AHEAD = timedelta(hours=24)
 INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
 OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
 
 _SCHEMAS = Path(__file__).parent / "schemas"
 _FieldPath = tuple[str | None, ...]  # property names; None steps into every element of an array
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+                      r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MIN_MS = (OCCURRED_AT_MIN - _EPOCH) // _MS
+_AHEAD_MS = OCCURRED_AT_MAX_AHEAD // _MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +86,13 @@ def _breaks(value: object, refinement: str) -> bool:
         return isinstance(value, float)
     if not isinstance(value, str):
         return False
-    try:
-        return datetime.fromisoformat(value).tzinfo is None
-    except ValueError:
+    if not _RFC3339.fullmatch(value):
         return True
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # no such day or time, e.g. 02-30 or 23:59:60
+        return True
+    return False
 
 
 def _find(node: object, path: _FieldPath, refinement: str) -> tuple[str | int, ...] | None:
@@ -144,8 +162,12 @@ _INPUTS = {kind: _input_contracts(kind) for kind in INPUT_KINDS}
 _OUTPUTS = {name: _Contract.compile(load_schema(name)) for name in OUTPUT_KINDS}
 
 
-def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Rejection:
-    """The validated event of an input-topic message (values unchanged), or why it is refused."""
+def decode_event(kind: str, key: bytes | None, value: bytes | None, *, now_ms: int) -> dict | Rejection:
+    """The validated event of an input-topic message (values unchanged), or why it is refused.
+
+    `now_ms` is the caller's clock (epoch ms): an `occurred_at` more than OCCURRED_AT_MAX_AHEAD
+    past it is refused, like one before OCCURRED_AT_MIN.
+    """
     contracts = _INPUTS.get(kind)
     if contracts is None:
         raise ValueError(f"unknown input kind {kind!r}")
@@ -160,11 +182,13 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Re
         except UnicodeDecodeError:
             return Rejection("invalid_key", "key is not valid UTF-8")
     try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("invalid_json", f"{exc.msg} at position {exc.pos}")
+        event = strict_json.loads(value)
+    except strict_json.InvalidJson as exc:
+        return Rejection("invalid_json", str(exc))
     if not isinstance(event, dict):
         return Rejection("not_an_object", "value is not a JSON object")
+    if (detail := strict_json.unsafe_value(value, event)) is not None:
+        return Rejection("schema_violation", detail)
     event_type = event.get("type")
     if not isinstance(event_type, str):
         return Rejection("schema_violation", "type: missing or not a string")
@@ -173,9 +197,21 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Re
         return Rejection("unknown_type", f"type is none of {kind}: {', '.join(contracts)}")
     if (detail := contract.violation(event)) is not None:
         return Rejection("schema_violation", detail)
+    if (detail := _out_of_range(event["occurred_at"], now_ms)) is not None:
+        return Rejection("occurred_at_out_of_range", detail)
     if key_text is not None and key_text != event["member_id"]:
         return Rejection("key_mismatch", "key differs from member_id")
     return event
+
+
+def _out_of_range(occurred_at: str, now_ms: int) -> str | None:
+    """Why a valid RFC 3339 `occurred_at` is outside [OCCURRED_AT_MIN, now + OCCURRED_AT_MAX_AHEAD]."""
+    at_ms = (datetime.fromisoformat(occurred_at) - _EPOCH) // _MS
+    if at_ms < _MIN_MS:
+        return f"occurred_at is before {OCCURRED_AT_MIN.isoformat().replace('+00:00', 'Z')}"
+    if at_ms > now_ms + _AHEAD_MS:
+        return f"occurred_at is more than {OCCURRED_AT_MAX_AHEAD // timedelta(hours=1)} h after the worker's clock"
+    return None
 
 
 def validate_output(name: str, event: dict) -> None:

@@ -108,6 +108,9 @@ def test_key_lines_handles_dotted_keys_nested_tables_and_array_tables():
 
 # -- replay -------------------------------------------------------------------------------------
 
+NOW_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z: the clock read_events judges by, the events' occurred_at
+
+
 def event(event_type: str, **fields) -> dict:
     return {"event_id": f"e-{event_type}", "member_id": "ann", "occurred_at": "2025-01-01T00:00:00Z",
             "type": event_type, **fields}
@@ -131,7 +134,7 @@ VALID = {
 
 def test_read_events_routes_every_type_to_its_topic_keyed_by_member():
     lines = [orjson.dumps(event(t, **fields)) + b"\n" for t, (_, fields) in VALID.items()]
-    assert list(cli.read_events(lines)) == [
+    assert list(cli.read_events(lines, NOW_MS)) == [
         (kind, b"ann", line.strip()) for (kind, _), line in zip(VALID.values(), lines, strict=True)]
 
 
@@ -146,7 +149,7 @@ def test_read_events_reports_invalid_lines_by_number():
         orjson.dumps({**event("share"), "type": 5}),       # 7
         orjson.dumps(event("share", share_id="S", channel="c", target="t")),  # 8 ok
     ]
-    found = list(cli.read_events(lines))
+    found = list(cli.read_events(lines, NOW_MS))
     assert [item[0] for item in found if not isinstance(item, cli.Skipped)] == ["logins", "shares"]
     skipped = [item for item in found if isinstance(item, cli.Skipped)]
     assert [(s.line, s.reason.split(":")[0]) for s in skipped] == [

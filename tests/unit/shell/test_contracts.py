@@ -153,11 +153,23 @@ def test_every_dead_letter_code_is_documented() -> None:
         assert f"| `{error}` |" in text, error
 
 
-def test_every_dead_letter_code_the_code_emits_is_in_the_schema() -> None:
+def test_the_dead_letter_codes_the_code_emits_are_the_schema_s() -> None:
     emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
     emitted |= set(re.findall(r'emit_dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
-    assert "processing_error" in emitted
-    assert emitted <= set(load_schema("dead-letters")["properties"]["error"]["enum"])
+    assert {"processing_error", "occurred_at_out_of_range"} <= emitted
+    assert emitted == set(load_schema("dead-letters")["properties"]["error"]["enum"])
+
+
+def test_the_documented_grammar_limits_are_the_code_s() -> None:
+    from topics.strict_json import MAX_DEPTH, MAX_SAFE_INTEGER
+    from topics.validation import MAX_MESSAGE_BYTES, OCCURRED_AT_MAX_AHEAD, OCCURRED_AT_MIN
+
+    text = doc("contracts.md")
+    assert f"nested more than {MAX_DEPTH} levels" in text
+    assert MAX_SAFE_INTEGER == 2**53 - 1 and f"{MAX_SAFE_INTEGER:,}" in text
+    assert f"{MAX_MESSAGE_BYTES:,} bytes" in text
+    assert f"before `{OCCURRED_AT_MIN.isoformat().replace('+00:00', 'Z')}`" in text
+    assert f"more than {OCCURRED_AT_MAX_AHEAD.total_seconds() / 3600:.0f} hours after the worker's clock" in text
 
 
 def _definition_fields(schema: dict, name: str) -> set[str]:
