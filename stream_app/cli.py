@@ -8,23 +8,16 @@ import os
 import re
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
 from stream_app.settings import DEFAULTS
-
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_PART = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
-_ASSIGNMENT = re.compile(rf"^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=")
 
 
 def _env(name: str) -> str:
@@ -40,7 +33,13 @@ def default_bootstrap() -> str:
 # -- worker ---------------------------------------------------------------------------------------
 
 def _worker(args: argparse.Namespace) -> int:
-    from stream_app.app import app
+    from stream_app.core.program import ProgramError
+
+    try:
+        from stream_app.app import app
+    except ProgramError as exc:  # LOYALTY_RULES names a bad file: the worker does not start
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return 1
 
     sys.argv = ["loyalty", "worker", "-l", args.loglevel]
     app.main()
@@ -220,83 +219,13 @@ def _member(args: argparse.Namespace) -> int:
 
 # -- check-program ----------------------------------------------------------------------------------
 
-def _key_parts(text: str) -> list[str]:
-    parts = re.findall(_KEY_PART, text)
-    return [p[1:-1] if p[0] in "\"'" else p for p in parts]
-
-
-def key_lines(text: str) -> dict[str, int]:
-    """1-based line of each table, array-table element and key in TOML text, by dotted path.
-
-    Array-table elements are indexed as the program's errors name them: `tiers.levels[2].threshold`.
-    Best effort: multi-line strings and inline tables are not looked into.
-    """
-    found: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    table = ""
-    for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER.match(line)
-        if header:
-            parts, path = _key_parts(header.group(2)), ""
-            for i, part in enumerate(parts):
-                path = f"{path}.{part}" if path else part
-                if i < len(parts) - 1 and path in counts:  # inside the latest element of an array table
-                    path = f"{path}[{counts[path] - 1}]"
-            if header.group(1) == "[[":
-                counts[path] = counts.get(path, 0) + 1
-                found.setdefault(path, number)
-                path = f"{path}[{counts[path] - 1}]"
-            table = path
-            found.setdefault(table, number)
-            continue
-        assignment = _ASSIGNMENT.match(line)
-        if assignment:
-            key = ".".join(_key_parts(assignment.group(1)))
-            found.setdefault(f"{table}.{key}" if table else key, number)
-    return found
-
-
-def _error_key(message: str, text: str) -> str:
-    """The key a program error names; for tiers out of order, the first threshold not above the one before."""
-    key = message.split(": ", 1)[0]
-    if key == "tiers.levels" and "increase" in message:
-        levels = tomllib.loads(text).get("tiers", {}).get("levels", [])
-        thresholds = [level.get("threshold") for level in levels]
-        for i in range(1, len(thresholds)):
-            if thresholds[i] <= thresholds[i - 1]:
-                return f"tiers.levels[{i}].threshold"
-    return key
-
-
-def locate(message: str, text: str) -> int | None:
-    """The line a program error is about: TOML's own position, else where its key is defined."""
-    position = _TOML_POSITION.search(message)
-    if position:
-        return int(position.group(1)) if position.group(1) else max(1, len(text.splitlines()))
-    lines = key_lines(text)
-    key = _error_key(message, text)
-    while key:
-        if key in lines:
-            return lines[key]
-        key = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
-    return None
-
-
 def _check_program(args: argparse.Namespace) -> int:
-    from stream_app.core.program import ProgramError, parse_program
+    from stream_app.core.program import ProgramError, load_program
 
     try:
-        text = Path(args.file).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return 1
-    try:
-        program = parse_program(text)
+        program = load_program(args.file)
     except ProgramError as exc:
-        message = str(exc)
-        line = locate(message, text)
-        where = f"{args.file}:{line}" if line else args.file
-        print(f"{where}: {_TOML_POSITION.sub('', message)}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 1
     tiers = ", ".join(f"{t.name} {t.threshold}" for t in program.tiers)
     campaigns = ", ".join(c.name for c in program.campaigns) or "none"

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import orjson
 import pytest
@@ -64,7 +68,8 @@ def test_check_program_tiers_not_increasing_names_the_offending_threshold(tmp_pa
     text = DEFAULT.replace("threshold = 5000", "threshold = 900")
     status, _, err = check(tmp_path, capsys, text)
     assert status == 1
-    assert err == f"FILE:{line_of(text, 'threshold = 900')}: tiers.levels: thresholds must increase strictly\n"
+    assert err == (f"FILE:{line_of(text, 'threshold = 900')}: tiers.levels[2].threshold: thresholds must increase "
+                   "strictly: 900 is not above 1000 (silver)\n")
 
 
 def test_check_program_counts_array_table_elements(tmp_path, capsys):
@@ -85,25 +90,41 @@ def test_check_program_unreadable_file(tmp_path, capsys):
     assert status == 1 and "cannot read: No such file or directory" in capsys.readouterr().err
 
 
-def test_key_lines_handles_dotted_keys_nested_tables_and_array_tables():
-    text = "\n".join([
-        'timezone = "UTC"',                    # 1
-        "[orders]",                            # 2
-        "category_multipliers.books = 2.0",    # 3
-        "[orders.category_multipliers]",       # 4
-        '"home goods" = 0.5  # quoted',        # 5
-        "[[campaigns]]",                       # 6
-        'name = "a"',                          # 7
-        "[[campaigns]]",                       # 8
-        '  name = "b"',                        # 9
-        "[campaigns.extra]",                   # 10
-        "x = 1",                               # 11
-    ])
-    assert cli.key_lines(text) == {
-        "timezone": 1, "orders": 2, "orders.category_multipliers.books": 3, "orders.category_multipliers": 4,
-        "orders.category_multipliers.home goods": 5, "campaigns": 6, "campaigns[0]": 6, "campaigns[0].name": 7,
-        "campaigns[1]": 8, "campaigns[1].name": 9, "campaigns[1].extra": 10, "campaigns[1].extra.x": 11,
-    }
+def test_check_program_misspelled_key_names_its_line_and_the_likely_key(tmp_path, capsys):
+    text = DEFAULT.replace("first_order_bonus = 100", "first_order_bouns = 100")
+    status, out, err = check(tmp_path, capsys, text)
+    assert (status, out) == (1, "")
+    assert err == (f"FILE:{line_of(text, 'first_order_bouns')}: orders.first_order_bouns: unknown key; "
+                   "did you mean first_order_bonus?\n")
+
+
+def test_worker_refuses_to_start_on_a_bad_program(tmp_path, capsys, monkeypatch):
+    """`loyalty worker` with LOYALTY_RULES naming a bad file: the error and exit 1, no worker."""
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace("threshold = 5000", "threshold = 900"), "utf-8")
+    monkeypatch.setenv("LOYALTY_RULES", str(path))
+    monkeypatch.delitem(sys.modules, "stream_app.app", raising=False)
+    assert cli.main(["worker"]) == 1
+    line = line_of(path.read_text("utf-8"), "threshold = 900")
+    assert capsys.readouterr().err == (f"loyalty: {path}:{line}: tiers.levels[2].threshold: thresholds must increase "
+                                       "strictly: 900 is not above 1000 (silver)\n")
+    assert "stream_app.app" not in sys.modules
+
+
+def test_faust_worker_refuses_to_start_on_a_bad_program(tmp_path):
+    """`faust -A stream_app.app worker` as Faust users start it: non-zero exit, the located error last."""
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace("first_order_bonus = 100", "first_order_bouns = 100"), "utf-8")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "LOYALTY_RULES": str(path), "LOYALTY_DATA_DIR": str(tmp_path / "data"),
+           "LOYALTY_BROKER": "kafka://127.0.0.1:1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "faust", "-A", "stream_app.app", "worker"], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    line = line_of(path.read_text("utf-8"), "first_order_bouns")
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(f"ProgramError: {path}:{line}: orders.first_order_bouns: unknown key; "
+                                         "did you mean first_order_bonus?")
+    assert not (tmp_path / "data").exists()
 
 
 # -- replay -------------------------------------------------------------------------------------
