@@ -109,7 +109,7 @@ def read_events(lines: Iterable[bytes], now_ms: int) -> Iterator[tuple[str, byte
         if not value:
             continue
         try:
-            event = strict_json.loads(value)
+            event, _ = strict_json.decode(value)  # its unsafe values: decode_event's to report
         except strict_json.InvalidJson as exc:
             yield Skipped(number, f"invalid_json: {exc}")
             continue

@@ -1,12 +1,12 @@
 """Strict JSON: one reading of a message that every parser agrees on (RFC 8259 as I-JSON, RFC 7493).
 
 orjson is fast but, like most parsers, takes the last of two equal member names, so another
-consumer of the same bytes could read another value. `loads` refuses what parsers disagree on
-(duplicate names at any level, nesting deeper than MAX_DEPTH) and `unsafe_value` finds the
-values no field may hold (numbers beyond ±(2^53 - 1), which not every parser reads exactly, and
-U+0000, which C strings truncate at). Both look at the raw bytes first, so a typical event costs a
-few byte searches and one orjson.dumps on top of orjson.loads; the exact checks walk the parsed
-value only when the bytes say they might find something.
+consumer of the same bytes could read another value. `decode` refuses what parsers disagree on
+(duplicate names at any level, nesting deeper than MAX_DEPTH) and finds the values no field may
+hold (numbers beyond ±(2^53 - 1), which not every parser reads exactly, and U+0000, which C
+strings truncate at). A typical event costs a few byte searches and one orjson.dumps on top of
+orjson.loads; the exact checks (the standard library parser, walks of the value) run only when
+the bytes say they might find something.
 """
 from __future__ import annotations
 
@@ -33,8 +33,12 @@ class InvalidJson(ValueError):
     """The bytes are not strict JSON; the message says why, without payload values."""
 
 
-def loads(raw: bytes) -> Any:
-    """The value of strict JSON `raw` (numbers beyond the double range read as ±inf); InvalidJson otherwise."""
+def decode(raw: bytes) -> tuple[Any, str | None]:
+    """The value of strict JSON `raw`, and where and why it holds a number or string no field may
+    hold (None when it holds none). InvalidJson when `raw` is not strict JSON.
+
+    Numbers beyond the double range read as ±inf (and are unsafe).
+    """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -43,21 +47,33 @@ def loads(raw: bytes) -> Any:
         value = _pairs_checked_loads(raw)  # valid JSON orjson cannot hold: read it with ±inf
         _check_depth(value)
         _check_strings(value)
-        return value
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        return value, _unsafe(raw, value, unsafe_on_top=False, nested=True)
+    # Most events are one flat object: its members are looked at directly, with no byte search.
+    unsafe_on_top = nested = False
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,):
+        kind = type(child)
+        if kind is dict or kind is list:
+            nested = True
+        elif (kind is int or kind is float) and not -MAX_SAFE_INTEGER <= child <= MAX_SAFE_INTEGER:
+            unsafe_on_top = True
+    if nested and len(raw) - len(raw.translate(None, b"{[")) > MAX_DEPTH:  # more openings than levels allowed
         _check_depth(value)
     if not _names_unique_by_count(raw, value):
         _pairs_checked_loads(raw)
-    return value
+    return value, _unsafe(raw, value, unsafe_on_top, nested)
 
 
-def unsafe_value(raw: bytes, value: Any) -> str | None:
-    """Where and why `value` (parsed from `raw`) holds a number or string no field may hold, or None."""
-    digits = raw.translate(_DIGITS_AS_ZERO)
-    if (_SIXTEEN_DIGITS in digits or b"0e" in digits) and _has_unsafe_number([value]):
-        path = _find(value, _unsafe_number)
-        return f"{path} violates range: a number within ±(2^53 - 1)"
-    if b"\\u0000" in raw:
+def _unsafe(raw: bytes, value: Any, unsafe_on_top: bool, nested: bool) -> str | None:
+    """Where and why `value` holds an unsafe number or a U+0000, None if it does not.
+
+    Below the top level, only when the bytes hold what an unsafe number needs is the value walked.
+    """
+    if not unsafe_on_top and nested:
+        digits = raw.translate(_DIGITS_AS_ZERO)
+        unsafe_on_top = (_SIXTEEN_DIGITS in digits or b"0e" in digits) and _has_unsafe_number([value])
+    if unsafe_on_top:
+        return f"{_find(value, _unsafe_number)} violates range: a number within ±(2^53 - 1)"
+    if b"\\" in raw and b"\\u0000" in raw:
         path = _find(value, lambda v: isinstance(v, str) and "\x00" in v, names=True)
         if path is not None:
             return f"{path} violates format: no U+0000 in strings"
@@ -92,7 +108,7 @@ def _names_unique_by_count(raw: bytes, value: Any) -> bool:
     written = orjson.dumps(value)
     if written == raw:
         return True
-    escaped_colon = b"\\u003" in raw and _ESCAPED_COLON.search(raw) is not None
+    escaped_colon = b"\\" in raw and _ESCAPED_COLON.search(raw) is not None
     return not escaped_colon and raw.count(b":") == written.count(b":")
 
 

@@ -84,15 +84,7 @@ def _refinements(schema: dict[str, Any], path: _FieldPath = ()) -> list[tuple[_F
 def _breaks(value: object, refinement: str) -> bool:
     if refinement == "integer":
         return isinstance(value, float)
-    if not isinstance(value, str):
-        return False
-    if not _RFC3339.fullmatch(value):
-        return True
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:  # no such day or time, e.g. 02-30 or 23:59:60
-        return True
-    return False
+    return isinstance(value, str) and _instant_ms(value) is None
 
 
 def _find(node: object, path: _FieldPath, refinement: str) -> tuple[str | int, ...] | None:
@@ -132,13 +124,16 @@ class _Contract:
     refinements: tuple[tuple[_FieldPath, str], ...]
 
     @classmethod
-    def compile(cls, schema: dict[str, Any], definition: str | None = None) -> _Contract:
-        """The whole schema, or only ``#/definitions/{definition}`` of it."""
+    def compile(cls, schema: dict[str, Any], definition: str | None = None,
+                checked_elsewhere: tuple[tuple[_FieldPath, str], ...] = ()) -> _Contract:
+        """The whole schema, or only ``#/definitions/{definition}`` of it, without the refinements
+        ``checked_elsewhere``."""
         root = schema if definition is None else {"$ref": f"#/definitions/{definition}"}
         inlined = {**_inline(root, schema.get("definitions", {})), "$schema": schema["$schema"]}
         inlined.pop("definitions", None)  # every reference is resolved
         check = fastjsonschema.compile(inlined, use_default=False)
-        return cls(check, tuple(dict.fromkeys(_refinements(inlined))))
+        refinements = [r for r in dict.fromkeys(_refinements(inlined)) if r not in checked_elsewhere]
+        return cls(check, tuple(refinements))
 
     def violation(self, event: Any) -> str | None:
         """Detail of the first contract violation, None if ``event`` conforms."""
@@ -154,8 +149,10 @@ class _Contract:
 
 
 def _input_contracts(kind: str) -> dict[str, _Contract]:
+    """Per event type; `occurred_at` (required by every type) is parsed once, in decode_event, with its range."""
     schema = load_schema(kind)
-    return {name: _Contract.compile(schema, name) for name in schema["properties"]["type"]["enum"]}
+    occurred_at = ((("occurred_at",), "date-time"),)
+    return {name: _Contract.compile(schema, name, occurred_at) for name in schema["properties"]["type"]["enum"]}
 
 
 _INPUTS = {kind: _input_contracts(kind) for kind in INPUT_KINDS}
@@ -182,13 +179,13 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None, *, now_ms: i
         except UnicodeDecodeError:
             return Rejection("invalid_key", "key is not valid UTF-8")
     try:
-        event = strict_json.loads(value)
+        event, unsafe = strict_json.decode(value)
     except strict_json.InvalidJson as exc:
         return Rejection("invalid_json", str(exc))
     if not isinstance(event, dict):
         return Rejection("not_an_object", "value is not a JSON object")
-    if (detail := strict_json.unsafe_value(value, event)) is not None:
-        return Rejection("schema_violation", detail)
+    if unsafe is not None:
+        return Rejection("schema_violation", unsafe)
     event_type = event.get("type")
     if not isinstance(event_type, str):
         return Rejection("schema_violation", "type: missing or not a string")
@@ -197,16 +194,28 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None, *, now_ms: i
         return Rejection("unknown_type", f"type is none of {kind}: {', '.join(contracts)}")
     if (detail := contract.violation(event)) is not None:
         return Rejection("schema_violation", detail)
-    if (detail := _out_of_range(event["occurred_at"], now_ms)) is not None:
+    at_ms = _instant_ms(event["occurred_at"])
+    if at_ms is None:
+        return Rejection("schema_violation", "occurred_at violates format: date-time")
+    if (detail := _out_of_range(at_ms, now_ms)) is not None:
         return Rejection("occurred_at_out_of_range", detail)
     if key_text is not None and key_text != event["member_id"]:
         return Rejection("key_mismatch", "key differs from member_id")
     return event
 
 
-def _out_of_range(occurred_at: str, now_ms: int) -> str | None:
-    """Why a valid RFC 3339 `occurred_at` is outside [OCCURRED_AT_MIN, now + OCCURRED_AT_MAX_AHEAD]."""
-    at_ms = (datetime.fromisoformat(occurred_at) - _EPOCH) // _MS
+def _instant_ms(text: str) -> int | None:
+    """Epoch ms of an RFC 3339 date-time with an offset, None if `text` is not one."""
+    if not _RFC3339.fullmatch(text):
+        return None
+    try:
+        return (datetime.fromisoformat(text) - _EPOCH) // _MS
+    except ValueError:  # no such day or time, e.g. 02-30 or 23:59:60
+        return None
+
+
+def _out_of_range(at_ms: int, now_ms: int) -> str | None:
+    """Why an `occurred_at` of `at_ms` is outside [OCCURRED_AT_MIN, now + OCCURRED_AT_MAX_AHEAD]."""
     if at_ms < _MIN_MS:
         return f"occurred_at is before {OCCURRED_AT_MIN.isoformat().replace('+00:00', 'Z')}"
     if at_ms > now_ms + _AHEAD_MS:

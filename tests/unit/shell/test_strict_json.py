@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topics.strict_json import MAX_DEPTH, MAX_SAFE_INTEGER, InvalidJson, loads, unsafe_value
+from topics.strict_json import MAX_DEPTH, MAX_SAFE_INTEGER, InvalidJson, decode
+
+
+def loads(raw: bytes) -> Any:
+    return decode(raw)[0]
+
+
+def unsafe(raw: bytes) -> str | None:
+    return decode(raw)[1]
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,8 @@ TREE = st.recursive(
         lambda pairs: Obj(tuple(pairs))),
     max_leaves=12,
 )
-ROOTS = st.lists(st.tuples(NAMES, TREE), max_size=4).map(lambda pairs: Obj(tuple(pairs)))
+ROOTS = (st.lists(st.tuples(NAMES, TREE), max_size=4)  # nested
+         | st.lists(st.tuples(NAMES, LEAF), max_size=4)).map(lambda pairs: Obj(tuple(pairs)))  # flat, like events
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def test_unsafe_values_are_found_wherever_they_are(document: tuple[Obj, bytes]) 
     root, raw = document
     if repeats_a_name(root):
         return
-    assert (unsafe_value(raw, loads(raw)) is not None) == holds_unsafe(root)
+    assert (unsafe(raw) is not None) == holds_unsafe(root)
 
 
 def test_the_fast_paths_do_not_hide_a_repeated_name() -> None:
@@ -154,14 +163,28 @@ def test_nesting_up_to_the_limit_is_read_and_beyond_it_refused() -> None:
 
 def test_numbers_beyond_the_double_range_read_as_infinity_and_are_unsafe() -> None:
     raw = b'{"a": [1, 1e400], "b": -1e400}'
-    value = loads(raw)
-    assert value == {"a": [1, float("inf")], "b": float("-inf")}
-    assert unsafe_value(raw, value) == "a[1] violates range: a number within ±(2^53 - 1)"
+    assert decode(raw) == ({"a": [1, float("inf")], "b": float("-inf")},
+                           "a[1] violates range: a number within ±(2^53 - 1)")
+
+
+@pytest.mark.parametrize(("raw", "path"), [
+    (b'{"a": "x", "b": 9007199254740992}', "b"), (b'{"a": -9007199254740992}', "a"), (b'{"a": 1e16}', "a"),
+    (b'{"a": 18446744073709551616}', "a"), (b"[1, 2, 1e300]", "[2]"), (b"1e20", "(root)"),
+    (b'{"a": {"b": [0, 2e53]}}', "a.b[1]"), (b'{"a": 1e400}', "a"),
+], ids=["flat object", "negative", "float", "beyond 64 bits", "flat array", "scalar", "nested", "infinity"])
+def test_unsafe_numbers_are_found_flat_or_nested(raw: bytes, path: str) -> None:
+    assert unsafe(raw) == f"{path} violates range: a number within ±(2^53 - 1)"
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 9007199254740991, "b": -9007199254740991, "c": 1.5e15}', b"[0.5, -0]",
+                                 b'{"a": "12345678901234567890 1e400"}', b'{"a": {"b": 9007199254740991}}'])
+def test_safe_numbers_pass_flat_or_nested(raw: bytes) -> None:
+    assert unsafe(raw) is None
 
 
 def test_paths_show_only_plain_names() -> None:
     raw = b'{"ok": {"secret name!": [0, "\\u0000"]}}'
-    assert unsafe_value(raw, loads(raw)) == "ok.?[1] violates format: no U+0000 in strings"
+    assert unsafe(raw) == "ok.?[1] violates format: no U+0000 in strings"
 
 
 @pytest.mark.parametrize("raw", [b'{"a": "\\xff"}'.replace(b"\\xff", b"\xff"), b'"\\ud800"', b"\xef\xbb\xbf{}"])
