@@ -19,11 +19,13 @@ import orjson
 MAX_DEPTH = 32  # nested objects and arrays; an event needs 3 (items, evidence a few more)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest magnitude every JSON parser reads exactly (RFC 7493 2.2)
 
+# The bytes of a nested value in classes (one translate): digits as 0, `E` as `e`, `[` as `{`.
 # A number can exceed MAX_SAFE_INTEGER only with 16+ digits in a row or with an exponent (a digit
-# then `e`/`E`). With every digit written as 0, a byte search finds either; strings may hold such
-# runs too (hex ids): then the exact walk runs and finds nothing.
-_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789E", b"0000000000e")
+# then `e`), which byte searches find; strings may hold such runs too (hex ids): then the exact
+# walk runs and finds nothing. Nesting deeper than MAX_DEPTH needs more `{` than that.
+_CLASSES = bytes.maketrans(b"0123456789E[", b"0000000000e{")
 _SIXTEEN_DIGITS = b"0" * 16
+_DIGIT_E = re.compile(rb"0e")  # a literal pattern: re's search is faster than `in` for it
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 _ORJSON_INFINITY = "number is infinity"  # orjson's message for a number beyond the double range
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # member names shown in a path; others show as `?`
@@ -47,7 +49,7 @@ def decode(raw: bytes) -> tuple[Any, str | None]:
         value = _pairs_checked_loads(raw)  # valid JSON orjson cannot hold: read it with ±inf
         _check_depth(value)
         _check_strings(value)
-        return value, _unsafe(raw, value, unsafe_on_top=False, nested=True)
+        return value, _unsafe(raw, value, False, raw.translate(_CLASSES))
     # Most events are one flat object: its members are looked at directly, with no byte search.
     unsafe_on_top = nested = False
     for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,):
@@ -56,21 +58,23 @@ def decode(raw: bytes) -> tuple[Any, str | None]:
             nested = True
         elif (kind is int or kind is float) and not -MAX_SAFE_INTEGER <= child <= MAX_SAFE_INTEGER:
             unsafe_on_top = True
-    if nested and len(raw) - len(raw.translate(None, b"{[")) > MAX_DEPTH:  # more openings than levels allowed
+    classes = raw.translate(_CLASSES) if nested else None
+    if classes is not None and classes.count(b"{") > MAX_DEPTH:
         _check_depth(value)
     if not _names_unique_by_count(raw, value):
         _pairs_checked_loads(raw)
-    return value, _unsafe(raw, value, unsafe_on_top, nested)
+    return value, _unsafe(raw, value, unsafe_on_top, classes)
 
 
-def _unsafe(raw: bytes, value: Any, unsafe_on_top: bool, nested: bool) -> str | None:
+def _unsafe(raw: bytes, value: Any, unsafe_on_top: bool, classes: bytes | None) -> str | None:
     """Where and why `value` holds an unsafe number or a U+0000, None if it does not.
 
-    Below the top level, only when the bytes hold what an unsafe number needs is the value walked.
+    Below the top level (`classes` of a nested value), the value is walked only when its bytes
+    hold what an unsafe number needs.
     """
-    if not unsafe_on_top and nested:
-        digits = raw.translate(_DIGITS_AS_ZERO)
-        unsafe_on_top = (_SIXTEEN_DIGITS in digits or b"0e" in digits) and _has_unsafe_number([value])
+    if not unsafe_on_top and classes is not None:
+        unsafe_on_top = ((_SIXTEEN_DIGITS in classes or _DIGIT_E.search(classes) is not None)
+                         and _has_unsafe_number([value]))
     if unsafe_on_top:
         return f"{_find(value, _unsafe_number)} violates range: a number within ±(2^53 - 1)"
     if b"\\" in raw and b"\\u0000" in raw:
