@@ -60,7 +60,7 @@ class MemberProcessor:
     def _input(self, states: BatchStates, kind: str, event) -> int | None:
         """Apply one input event; its occurred_at (ms) if it reached the core."""
         message = event.message
-        decoded = decode_event(kind, message.key, message.value)
+        decoded = decode_event(kind, message.key, message.value, now_ms=int(time.time() * 1000))
         if isinstance(decoded, Rejection):
             metrics.count_event(kind, "dead_lettered")
             self.emit.dead_letter(message, decoded.code, decoded.detail)

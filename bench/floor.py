@@ -75,11 +75,12 @@ def core_rate(events: int) -> float:
     program = load_program(None)
     messages = list(generate(100_000, events, 42, DEFAULT_MIX, int(time.time() * 1000) - 60_000 - events, 1.0))
     states: dict[bytes, bytes] = {}
+    started_ms = int(time.time() * 1000)
     started = time.perf_counter()
     for kind, key, value in messages:
         stored = states.get(key)
         result = apply_event(None if stored is None else orjson.loads(stored),
-                             scrub(decode_event(kind, key, value), b"k" * 32), program)
+                             scrub(decode_event(kind, key, value, now_ms=started_ms), b"k" * 32), program)
         if result.state is not None:
             states[key] = orjson.dumps(result.state)
         for output in (*result.rewards, *result.notifications, *result.device_links):

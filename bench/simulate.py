@@ -48,7 +48,7 @@ def timed(work: Callable[[], T]) -> tuple[T, float, float]:
 
 
 def read(path: Path) -> History:
-    history = History(str(path))
+    history = History(str(path), int(time.time() * 1000))
     for record in file_records(path):
         history.add(record)
     return history

@@ -4,27 +4,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from stream_app import simulate
 from stream_app.kafka_security import LoginFailed, client_options
 from stream_app.loadgen import DEFAULT_MIX, Delivery, MissingTopics, Progress, generate, parse_mix, produce
 from stream_app.settings import Settings, load_settings
-
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_PART = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
-_ASSIGNMENT = re.compile(rf"^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=")
 
 
 def _client_options(settings: Settings) -> dict[str, Any] | None:
@@ -40,10 +33,15 @@ def _client_options(settings: Settings) -> dict[str, Any] | None:
 
 def _worker(args: argparse.Namespace) -> int:
     from stream_app.compose import build_app  # Faust and the agents: only for this command
-    from stream_app.core.program import load_program
+    from stream_app.core.program import ProgramError, load_program
 
     settings = load_settings()
-    app = build_app(settings, load_program(settings.rules_path)).app
+    try:
+        program = load_program(settings.rules_path)
+    except ProgramError as exc:  # LOYALTY_RULES names a bad file: the worker does not start
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return 1
+    app = build_app(settings, program).app
     sys.argv = ["loyalty", "worker", "-l", settings.log_level]
     app.main()
     return 0
@@ -100,13 +98,13 @@ class Skipped:
     reason: str
 
 
-def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | Skipped]:
+def read_events(lines: Iterable[bytes], now_ms: int) -> Iterator[tuple[str, bytes, bytes] | Skipped]:
     """(topic kind, key, value) for each JSON-lines event, or Skipped with its 1-based line number.
 
     An event's topic is the input kind whose schema lists its `type`; its key is its member id.
+    Each line is judged as the worker would judge it at `now_ms` (epoch ms).
     """
-    import orjson
-
+    from topics import strict_json
     from topics.validation import INPUT_KINDS, Rejection, decode_event, load_schema
 
     kind_of_type = {name: kind for kind in INPUT_KINDS for name in load_schema(kind)["properties"]["type"]["enum"]}
@@ -115,9 +113,9 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
         if not value:
             continue
         try:
-            event = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            yield Skipped(number, f"invalid_json: {exc.msg} at position {exc.pos}")
+            event, _ = strict_json.decode(value)  # its unsafe values: decode_event's to report
+        except strict_json.InvalidJson as exc:
+            yield Skipped(number, f"invalid_json: {exc}")
             continue
         if not isinstance(event, dict):
             yield Skipped(number, "not_an_object: value is not a JSON object")
@@ -132,14 +130,14 @@ def read_events(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes] | S
             continue
         member_id = event.get("member_id")
         key = member_id.encode() if isinstance(member_id, str) else None
-        decoded = decode_event(kind, key, value)
+        decoded = decode_event(kind, key, value, now_ms=now_ms)
         if isinstance(decoded, Rejection):
             yield Skipped(number, f"{decoded.code}: {decoded.detail}")
         else:
             yield kind, key, value
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int:
     options = _client_options(args.settings)
     if options is None:
         return 2
@@ -147,7 +145,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     def valid(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes, bytes]]:
         nonlocal skipped
-        for item in read_events(lines):
+        for item in read_events(lines, int(clock() * 1000)):
             if isinstance(item, Skipped):
                 skipped += 1
                 print(f"{args.file}:{item.line}: {item.reason}", file=sys.stderr)
@@ -228,88 +226,13 @@ def _member(args: argparse.Namespace) -> int:
 
 # -- check-program ----------------------------------------------------------------------------------
 
-def _key_parts(text: str) -> list[str]:
-    parts = re.findall(_KEY_PART, text)
-    return [p[1:-1] if p[0] in "\"'" else p for p in parts]
-
-
-def key_lines(text: str) -> dict[str, int]:
-    """1-based line of each table, array-table element and key in TOML text, by dotted path.
-
-    Array-table elements are indexed as the program's errors name them: `tiers.levels[2].threshold`.
-    Best effort: multi-line strings and inline tables are not looked into.
-    """
-    found: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    table = ""
-    for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER.match(line)
-        if header:
-            parts, path = _key_parts(header.group(2)), ""
-            for i, part in enumerate(parts):
-                path = f"{path}.{part}" if path else part
-                if i < len(parts) - 1 and path in counts:  # inside the latest element of an array table
-                    path = f"{path}[{counts[path] - 1}]"
-            if header.group(1) == "[[":
-                counts[path] = counts.get(path, 0) + 1
-                found.setdefault(path, number)
-                path = f"{path}[{counts[path] - 1}]"
-            table = path
-            found.setdefault(table, number)
-            continue
-        assignment = _ASSIGNMENT.match(line)
-        if assignment:
-            key = ".".join(_key_parts(assignment.group(1)))
-            found.setdefault(f"{table}.{key}" if table else key, number)
-    return found
-
-
-def _error_key(message: str, text: str) -> str:
-    """The key a program error names; for tiers out of order, the first threshold not above the one before."""
-    key = message.split(": ", 1)[0]
-    if key == "tiers.levels" and "increase" in message:
-        levels = tomllib.loads(text).get("tiers", {}).get("levels", [])
-        thresholds = [level.get("threshold") for level in levels]
-        for i in range(1, len(thresholds)):
-            if thresholds[i] <= thresholds[i - 1]:
-                return f"tiers.levels[{i}].threshold"
-    return key
-
-
-def locate(message: str, text: str) -> int | None:
-    """The line a program error is about: TOML's own position, else where its key is defined."""
-    position = _TOML_POSITION.search(message)
-    if position:
-        return int(position.group(1)) if position.group(1) else max(1, len(text.splitlines()))
-    lines = key_lines(text)
-    key = _error_key(message, text)
-    while key:
-        if key in lines:
-            return lines[key]
-        key = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
-    return None
-
-
-def describe_program_error(path: str, text: str, error: Exception) -> str:
-    """`FILE:LINE: message` for an error in program `text` read from `path` (no line when none is found)."""
-    message = str(error)
-    line = locate(message, text)
-    where = f"{path}:{line}" if line else path
-    return f"{where}: {_TOML_POSITION.sub('', message)}"
-
-
 def _check_program(args: argparse.Namespace) -> int:
-    from stream_app.core.program import ProgramError, parse_program
+    from stream_app.core.program import ProgramError, load_program
 
     try:
-        text = Path(args.file).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return 1
-    try:
-        program = parse_program(text)
+        program = load_program(args.file)
     except ProgramError as exc:
-        print(describe_program_error(args.file, text, exc), file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 1
     tiers = ", ".join(f"{t.name} {t.threshold}" for t in program.tiers)
     campaigns = ", ".join(c.name for c in program.campaigns) or "none"
@@ -384,8 +307,6 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     check = commands.add_parser("check-program", help="validate a program TOML file")
     check.add_argument("file")
     check.set_defaults(run=_check_program)
-
-    from stream_app import simulate  # imports this module (describe_program_error)
 
     trial = commands.add_parser("simulate", help="run a history through the current and a candidate program "
                                 "and compare them (docs/simulation.md)")

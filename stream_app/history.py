@@ -37,15 +37,15 @@ class Record:
     value: bytes | None
 
 
-def decode(record: Record) -> dict | Rejection:
-    """The validated event of a record, or why the worker would dead-letter it."""
+def decode(record: Record, now_ms: int) -> dict | Rejection:
+    """The validated event of a record, or why the worker would dead-letter it, read at `now_ms`."""
     kind, key, value = record.kind, record.key, record.value
     if kind is None:
         routed = _route(value)
         if isinstance(routed, Rejection):
             return routed
         kind, key = routed
-    return decode_event(kind, key, value)
+    return decode_event(kind, key, value, now_ms=now_ms)
 
 
 def _route(value: bytes) -> tuple[str, bytes | None] | Rejection:
@@ -88,6 +88,7 @@ class History:
     """The valid events by member (raw JSON in input order) and the records the worker would refuse."""
 
     source: str
+    now_ms: int  # the clock validation reads occurred_at against (the worker's at arrival; here: at reading)
     records: int = 0
     members: dict[str, list[bytes]] = field(default_factory=dict)
     rejected: Counter = field(default_factory=Counter)
@@ -101,7 +102,7 @@ class History:
 
     def add(self, record: Record) -> None:
         self.records += 1
-        decoded = decode(record)
+        decoded = decode(record, self.now_ms)
         if isinstance(decoded, Rejection):
             self.rejected[decoded.code] += 1
             self.examples.setdefault(decoded.code, (record.where, decoded.detail))

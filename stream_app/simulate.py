@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stream_app.cli import describe_program_error
 from stream_app.core.program import Program, ProgramError, default_program_text, parse_program
 from stream_app.loadgen import Progress
 from stream_app.settings import Settings
@@ -92,10 +91,7 @@ def read_program(path: str | None) -> NamedProgram:
         text = Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProgramError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        return NamedProgram(path, parse_program(text))
-    except ProgramError as exc:
-        raise ProgramError(describe_program_error(path, text, exc)) from None
+    return NamedProgram(path, parse_program(text, path))
 
 
 # -- history ----------------------------------------------------------------------------------------
@@ -105,7 +101,7 @@ def read_history(args: argparse.Namespace) -> History:
     from stream_app.history import History, count_lines, file_records, read_kafka
 
     if args.from_kafka:
-        history = History(f"Kafka {args.bootstrap} ({args.prefix}*)")
+        history = History(f"Kafka {args.bootstrap} ({args.prefix}*)", int(time.time() * 1000))
         progress: list[Progress] = []
 
         def fetched(done: int, total: int) -> None:
@@ -118,7 +114,7 @@ def read_history(args: argparse.Namespace) -> History:
             progress[0].finish(len(records))
     else:
         path = Path(args.history)
-        history = History(str(path))
+        history = History(str(path), int(time.time() * 1000))
         records = _drawn(file_records(path), Progress(count_lines(path)))
     for record in records:
         history.add(record)

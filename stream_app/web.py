@@ -94,7 +94,7 @@ def register(app: faust.App, parts: Parts) -> None:
             if action == "adjust":
                 event["points"] = body.get("points")
             value = orjson.dumps(event)
-            checked = decode_event("admin", member_id.encode(), value)
+            checked = decode_event("admin", member_id.encode(), value, now_ms=int(time.time() * 1000))
             if isinstance(checked, Rejection):
                 return self.json({"error": checked.code, "detail": checked.detail}, status=400)
             await admin_topic.send(key=member_id.encode(), value=value)

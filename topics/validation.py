@@ -1,28 +1,43 @@
 """Event contracts: raw Kafka bytes in, a validated event or a stable rejection code out.
 
 The contracts are the draft-07 JSON Schemas in topics/schemas/, compiled once at import with
-fastjsonschema. Two refinements JSON Schema cannot express are applied on top of every
-schema: "integer" means a JSON integer (5.0, 1e3 and integers too large for 64 bits, which
-orjson decodes as floats, are refused) and a "date-time" must also parse with
-datetime.fromisoformat and carry an offset.
+fastjsonschema, over the strict JSON grammar of topics/strict_json.py (no duplicate names,
+numbers within ±(2^53 - 1), no U+0000, bounded nesting). Two refinements JSON Schema cannot
+express are applied on top of every schema: "integer" means a JSON integer (5.0 and 1e3, which
+orjson decodes as floats, are refused) and a "date-time" is RFC 3339 with an offset
+(`2026-11-23T10:00:00.5+08:00`, `...Z`) naming a real instant. Last, an input event's
+`occurred_at` must lie between OCCURRED_AT_MIN and the caller's clock plus
+OCCURRED_AT_MAX_AHEAD: the core does calendar arithmetic up to years past an event (expiry,
+windows), which fails near year 9999, and no real event comes from before 2000 or from tomorrow.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import orjson
 
+from topics import strict_json
+
 MAX_MESSAGE_BYTES = 65536
+OCCURRED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+OCCURRED_AT_MAX_AHEAD = timedelta(hours=24)
 INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
 OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
 
 _SCHEMAS = Path(__file__).parent / "schemas"
 _FieldPath = tuple[str | None, ...]  # property names; None steps into every element of an array
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+                      r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MIN_MS = (OCCURRED_AT_MIN - _EPOCH) // _MS
+_AHEAD_MS = OCCURRED_AT_MAX_AHEAD // _MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +84,7 @@ def _refinements(schema: dict[str, Any], path: _FieldPath = ()) -> list[tuple[_F
 def _breaks(value: object, refinement: str) -> bool:
     if refinement == "integer":
         return isinstance(value, float)
-    if not isinstance(value, str):
-        return False
-    try:
-        return datetime.fromisoformat(value).tzinfo is None
-    except ValueError:
-        return True
+    return isinstance(value, str) and _instant_ms(value) is None
 
 
 def _find(node: object, path: _FieldPath, refinement: str) -> tuple[str | int, ...] | None:
@@ -114,13 +124,16 @@ class _Contract:
     refinements: tuple[tuple[_FieldPath, str], ...]
 
     @classmethod
-    def compile(cls, schema: dict[str, Any], definition: str | None = None) -> _Contract:
-        """The whole schema, or only ``#/definitions/{definition}`` of it."""
+    def compile(cls, schema: dict[str, Any], definition: str | None = None,
+                checked_elsewhere: tuple[tuple[_FieldPath, str], ...] = ()) -> _Contract:
+        """The whole schema, or only ``#/definitions/{definition}`` of it, without the refinements
+        ``checked_elsewhere``."""
         root = schema if definition is None else {"$ref": f"#/definitions/{definition}"}
         inlined = {**_inline(root, schema.get("definitions", {})), "$schema": schema["$schema"]}
         inlined.pop("definitions", None)  # every reference is resolved
         check = fastjsonschema.compile(inlined, use_default=False)
-        return cls(check, tuple(dict.fromkeys(_refinements(inlined))))
+        refinements = [r for r in dict.fromkeys(_refinements(inlined)) if r not in checked_elsewhere]
+        return cls(check, tuple(refinements))
 
     def violation(self, event: Any) -> str | None:
         """Detail of the first contract violation, None if ``event`` conforms."""
@@ -136,16 +149,22 @@ class _Contract:
 
 
 def _input_contracts(kind: str) -> dict[str, _Contract]:
+    """Per event type; `occurred_at` (required by every type) is parsed once, in decode_event, with its range."""
     schema = load_schema(kind)
-    return {name: _Contract.compile(schema, name) for name in schema["properties"]["type"]["enum"]}
+    occurred_at = ((("occurred_at",), "date-time"),)
+    return {name: _Contract.compile(schema, name, occurred_at) for name in schema["properties"]["type"]["enum"]}
 
 
 _INPUTS = {kind: _input_contracts(kind) for kind in INPUT_KINDS}
 _OUTPUTS = {name: _Contract.compile(load_schema(name)) for name in OUTPUT_KINDS}
 
 
-def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Rejection:
-    """The validated event of an input-topic message (values unchanged), or why it is refused."""
+def decode_event(kind: str, key: bytes | None, value: bytes | None, *, now_ms: int) -> dict | Rejection:
+    """The validated event of an input-topic message (values unchanged), or why it is refused.
+
+    `now_ms` is the caller's clock (epoch ms): an `occurred_at` more than OCCURRED_AT_MAX_AHEAD
+    past it is refused, like one before OCCURRED_AT_MIN.
+    """
     contracts = _INPUTS.get(kind)
     if contracts is None:
         raise ValueError(f"unknown input kind {kind!r}")
@@ -160,11 +179,13 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Re
         except UnicodeDecodeError:
             return Rejection("invalid_key", "key is not valid UTF-8")
     try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("invalid_json", f"{exc.msg} at position {exc.pos}")
+        event, unsafe = strict_json.decode(value)
+    except strict_json.InvalidJson as exc:
+        return Rejection("invalid_json", str(exc))
     if not isinstance(event, dict):
         return Rejection("not_an_object", "value is not a JSON object")
+    if unsafe is not None:
+        return Rejection("schema_violation", unsafe)
     event_type = event.get("type")
     if not isinstance(event_type, str):
         return Rejection("schema_violation", "type: missing or not a string")
@@ -173,9 +194,33 @@ def decode_event(kind: str, key: bytes | None, value: bytes | None) -> dict | Re
         return Rejection("unknown_type", f"type is none of {kind}: {', '.join(contracts)}")
     if (detail := contract.violation(event)) is not None:
         return Rejection("schema_violation", detail)
+    at_ms = _instant_ms(event["occurred_at"])
+    if at_ms is None:
+        return Rejection("schema_violation", "occurred_at violates format: date-time")
+    if (detail := _out_of_range(at_ms, now_ms)) is not None:
+        return Rejection("occurred_at_out_of_range", detail)
     if key_text is not None and key_text != event["member_id"]:
         return Rejection("key_mismatch", "key differs from member_id")
     return event
+
+
+def _instant_ms(text: str) -> int | None:
+    """Epoch ms of an RFC 3339 date-time with an offset, None if `text` is not one."""
+    if not _RFC3339.fullmatch(text):
+        return None
+    try:
+        return (datetime.fromisoformat(text) - _EPOCH) // _MS
+    except ValueError:  # no such day or time, e.g. 02-30 or 23:59:60
+        return None
+
+
+def _out_of_range(at_ms: int, now_ms: int) -> str | None:
+    """Why an `occurred_at` of `at_ms` is outside [OCCURRED_AT_MIN, now + OCCURRED_AT_MAX_AHEAD]."""
+    if at_ms < _MIN_MS:
+        return f"occurred_at is before {OCCURRED_AT_MIN.isoformat().replace('+00:00', 'Z')}"
+    if at_ms > now_ms + _AHEAD_MS:
+        return f"occurred_at is more than {OCCURRED_AT_MAX_AHEAD // timedelta(hours=1)} h after the worker's clock"
+    return None
 
 
 def validate_output(name: str, event: dict) -> None:

@@ -1,6 +1,12 @@
-"""The loyalty program: rules as data, loaded from a TOML file into frozen dataclasses."""
+"""The loyalty program: rules as data, loaded from a TOML file into frozen dataclasses.
+
+The file is checked strictly before a worker starts: every key must be one of program_keys.KEYS,
+every value of its type and within the range that makes sense for it. A ProgramError names the
+key at fault and, when the text is known, the line it is on.
+"""
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -8,18 +14,36 @@ from datetime import datetime
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from stream_app.core.program_keys import TEMPLATES, first_unknown, generic, is_known
+from stream_app.core.toml_lines import line_of
 
 EARN_KINDS = ("orders", "reviews", "shares", "logins")
 REFUND_POLICIES = ("unlimited", "within_balance", "only_pending")
 PRIORITIES = ("transactional", "marketing")
+COUNT_MAX = 1_000_000_000
+MULTIPLIER_MAX = 1000
+DURATION_MAX = "P36500D"  # 100 years: longer windows only overflow the calendar
+NAME_MAX = 64
 _DURATION = re.compile(
     r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
 
 
 class ProgramError(ValueError):
-    """A program file that cannot be used; the message names the key at fault."""
+    """A program file that cannot be used: `detail` names the key at fault, `line` where it is written."""
+
+    def __init__(self, detail: str, *, line: int | None = None, source: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.line, self.source = detail, line, source
+
+    def __str__(self) -> str:
+        if self.source is not None:
+            return f"{self.source}:{self.line}: {self.detail}" if self.line else f"{self.source}: {self.detail}"
+        return f"line {self.line}: {self.detail}" if self.line else self.detail
 
 
 def parse_duration_ms(text: str) -> int:
@@ -32,10 +56,7 @@ def parse_duration_ms(text: str) -> int:
     return int(round(seconds * 1000))
 
 
-def _multiplier(value: object, key: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ProgramError(f"{key}: a multiplier must be a non-negative number")
-    return Fraction(str(value))
+_DURATION_MAX_MS = parse_duration_ms(DURATION_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +138,10 @@ class Program:
 
 
 class _Reader:
-    """Typed access to a TOML table that names the full key in every error."""
+    """Typed access to a TOML table that names the full key in every error.
+
+    Each read is of a key in program_keys.KEYS (anything else is a bug here, not in the file).
+    """
 
     def __init__(self, data: dict, path: str) -> None:
         self.data, self.path = data, path
@@ -125,175 +149,222 @@ class _Reader:
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
+    def _raw(self, name: str, default: object) -> object:
+        if not is_known(self.key(name)):
+            raise KeyError(f"{generic(self.key(name))} is read but not in program_keys.KEYS")
+        return self.data.get(name, default)
+
+    def fail(self, name: str, message: str) -> ProgramError:
+        return ProgramError(f"{self.key(name)}: {message}")
+
     def section(self, name: str) -> _Reader:
-        value = self.data.get(name, {})
+        value = self._raw(name, {})
         if not isinstance(value, dict):
-            raise ProgramError(f"{self.key(name)}: must be a table")
+            raise self.fail(name, "must be a table")
         return _Reader(value, self.key(name))
 
-    def get(self, name: str, kind: type, default: object = None) -> object:
-        value = self.data.get(name, default)
+    def tables(self, name: str) -> list[_Reader]:
+        """The elements of an array of tables `[[name]]`; none when absent."""
+        value = self._raw(name, [])
+        if not isinstance(value, list) or not all(isinstance(element, dict) for element in value):
+            raise self.fail(name, f"must be an array of tables [[{self.key(name)}]]")
+        return [_Reader(element, f"{self.key(name)}[{i}]") for i, element in enumerate(value)]
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: object = None) -> Any:
+        value = self._raw(name, default)
         if value is None:
-            raise ProgramError(f"{self.key(name)}: missing")
+            raise self.fail(name, "missing")
         if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            raise ProgramError(f"{self.key(name)}: must be {kind.__name__}, got {type(value).__name__}")
+            expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise self.fail(name, f"must be {expected}, got {type(value).__name__}")
         return value
 
-    def count(self, name: str, default: int | None = None) -> int:
+    def name(self, name: str) -> str:
+        value = self.get(name, str)
+        if not 1 <= len(value) <= NAME_MAX:
+            raise self.fail(name, f"must be 1 to {NAME_MAX} characters")
+        return value
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in options:
+            raise self.fail(name, f"one of {list(options)}, got {value!r}")
+        return value
+
+    def count(self, name: str, default: int | None = None, minimum: int = 0) -> int:
         value = self.get(name, int, default)
-        if value < 0:
-            raise ProgramError(f"{self.key(name)}: must be >= 0")
+        if not minimum <= value <= COUNT_MAX:
+            raise self.fail(name, f"must be >= {minimum}" if value < minimum else f"must be <= {COUNT_MAX:,}")
         return value
 
-    def duration(self, name: str, default: str | None = None) -> int:
+    def duration(self, name: str, default: str | None = None, positive: bool = False) -> int:
+        text = self.get(name, str, default)
         try:
-            return parse_duration_ms(self.get(name, str, default))
+            ms = parse_duration_ms(text)
         except ProgramError as exc:
-            raise ProgramError(f"{self.key(name)}: {exc}") from None
+            raise self.fail(name, exc.detail) from None
+        if ms > _DURATION_MAX_MS:
+            raise self.fail(name, f"at most {DURATION_MAX} (100 years)")
+        if positive and ms == 0:
+            raise self.fail(name, "must be longer than 0 (at least PT0.001S)")
+        return ms
+
+    def multiplier(self, name: str, default: float | int, positive: bool) -> Fraction:
+        return _multiplier(self._raw(name, default), self.key(name), positive)
+
+    def instant(self, name: str) -> int:
+        """Epoch ms of a date-time with an offset: a TOML offset date-time or an RFC 3339 string."""
+        value = self.get(name, (str, datetime))
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise self.fail(name, "not an RFC 3339 date-time") from None
+        if value.tzinfo is None:
+            raise self.fail(name, "must be a date-time with an offset")
+        return int(value.timestamp() * 1000)
+
+    def clock(self, name: str, default: str) -> int:
+        """Seconds after midnight of a time of day HH:MM or HH:MM:SS."""
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", self.get(name, str, default))
+        if not match:
+            raise self.fail(name, "a time of day HH:MM or HH:MM:SS")
+        return int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3] or 0)
+
+    def integers(self, name: str, low: int, high: int, what: str) -> tuple[int, ...]:
+        """A non-empty array of integers from `low` to `high`; () when absent."""
+        value = self._raw(name, [])
+        if not isinstance(value, list) or (name in self.data and not value) or any(
+                isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in value):
+            raise self.fail(name, f"a non-empty array of {what} {low} to {high}")
+        return tuple(value)
 
 
-def _instant_ms(value: object, key: str) -> int:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ProgramError(f"{key}: not an RFC 3339 date-time") from None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ProgramError(f"{key}: must be a date-time with an offset")
-    return int(value.timestamp() * 1000)
+def _multiplier(value: object, key: str, positive: bool) -> Fraction:
+    """A finite number from 0 (or above 0 when `positive`) to MULTIPLIER_MAX, exactly as written."""
+    low = "above 0" if positive else ">= 0"
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or not (value > 0 if positive else value >= 0) or value > MULTIPLIER_MAX):
+        raise ProgramError(f"{key}: a multiplier must be a number {low} and at most {MULTIPLIER_MAX}")
+    return Fraction(str(value))
 
 
-def _campaign(raw: object, index: int) -> Campaign:
-    key = f"campaigns[{index}]"
-    if not isinstance(raw, dict):
-        raise ProgramError(f"{key}: must be a table")
-    r = _Reader(raw, key)
-    weekdays = tuple(raw.get("weekdays", ()))
-    if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7 for d in weekdays):
-        raise ProgramError(f"{key}.weekdays: ISO weekdays 1 (Monday) to 7")
-    monthly_day = raw.get("monthly_day")
-    if monthly_day is not None and (isinstance(monthly_day, bool) or not isinstance(monthly_day, int)
-                                    or not 1 <= monthly_day <= 31):
-        raise ProgramError(f"{key}.monthly_day: a day of the month, 1 to 31")
-    applies_to = tuple(r.get("applies_to", list, ["orders"]))
-    unknown = [k for k in applies_to if k not in EARN_KINDS]
-    if unknown:
-        raise ProgramError(f"{key}.applies_to: unknown kinds {unknown}; known: {list(EARN_KINDS)}")
-    start_ms = _instant_ms(raw.get("start"), f"{key}.start")
-    end_ms = _instant_ms(raw.get("end"), f"{key}.end")
-    if end_ms <= start_ms:
-        raise ProgramError(f"{key}.end: must be after start")
-    return Campaign(
-        name=r.get("name", str), start_ms=start_ms, end_ms=end_ms, monthly_day=monthly_day,
-        weekdays=weekdays, multiplier=_multiplier(raw.get("multiplier", 1), f"{key}.multiplier"),
-        applies_to=applies_to,
-    )
+def _campaigns(root: _Reader) -> tuple[Campaign, ...]:
+    campaigns: list[Campaign] = []
+    for r in root.tables("campaigns"):
+        name = r.name("name")
+        if any(c.name == name for c in campaigns):
+            raise r.fail("name", f"{name!r} names an earlier campaign too; names must be unique")
+        weekdays = r.integers("weekdays", 1, 7, "ISO weekdays (Monday = 1)")
+        monthly_day = r.get("monthly_day", int) if "monthly_day" in r.data else None
+        if monthly_day is not None and not 1 <= monthly_day <= 31:
+            raise r.fail("monthly_day", "a day of the month, 1 to 31")
+        applies_to = tuple(r.get("applies_to", list, ["orders"]))
+        if not applies_to or any(kind not in EARN_KINDS for kind in applies_to):
+            raise r.fail("applies_to", f"a non-empty array of kinds from {list(EARN_KINDS)}")
+        start_ms, end_ms = r.instant("start"), r.instant("end")
+        if end_ms <= start_ms:
+            raise r.fail("end", "must be after start")
+        campaigns.append(Campaign(name=name, start_ms=start_ms, end_ms=end_ms, monthly_day=monthly_day,
+                                  weekdays=weekdays, multiplier=r.multiplier("multiplier", 1, positive=True),
+                                  applies_to=applies_to))
+    return tuple(campaigns)
 
 
-def _tiers(raw: object) -> tuple[Tier, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise ProgramError("tiers.levels: at least one [[tiers.levels]] is required")
-    tiers = []
-    for i, level in enumerate(raw):
-        r = _Reader(level if isinstance(level, dict) else {}, f"tiers.levels[{i}]")
-        tiers.append(Tier(r.get("name", str), r.count("threshold"),
-                          _multiplier(level.get("multiplier", 1), r.key("multiplier"))))
-    if tiers[0].threshold != 0:
-        raise ProgramError("tiers.levels[0].threshold: the first tier must start at 0")
-    if any(a.threshold >= b.threshold for a, b in zip(tiers, tiers[1:], strict=False)):
-        raise ProgramError("tiers.levels: thresholds must increase strictly")
-    if len({t.name for t in tiers}) != len(tiers):
-        raise ProgramError("tiers.levels: names must be unique")
+def _tiers(section: _Reader) -> tuple[Tier, ...]:
+    tiers: list[Tier] = []
+    for r in section.tables("levels"):
+        name, threshold = r.name("name"), r.count("threshold")
+        if not tiers and threshold != 0:
+            raise r.fail("threshold", "the first tier must start at 0")
+        if tiers and threshold <= tiers[-1].threshold:
+            raise r.fail("threshold", f"thresholds must increase strictly: {threshold} is not above "
+                                      f"{tiers[-1].threshold} ({tiers[-1].name})")
+        if any(t.name == name for t in tiers):
+            raise r.fail("name", f"{name!r} names a lower tier too; names must be unique")
+        tiers.append(Tier(name, threshold, r.multiplier("multiplier", 1, positive=True)))
+    if not tiers:
+        raise section.fail("levels", "at least one [[tiers.levels]] is required")
     return tuple(tiers)
 
 
-def _clock_seconds(value: str, key: str) -> int:
-    """Seconds after midnight of a time of day HH:MM or HH:MM:SS."""
-    match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", value)
-    if not match:
-        raise ProgramError(f"{key}: a time of day HH:MM or HH:MM:SS")
-    return int(match[1]) * 3600 + int(match[2]) * 60 + int(match[3] or 0)
+def _timezone(root: _Reader) -> ZoneInfo:
+    name = root.get("timezone", str, "UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise root.fail("timezone", f"unknown time zone {name!r}") from None
 
 
 def program_from_dict(data: dict) -> Program:
     """Build and check a Program from parsed TOML."""
+    unknown = first_unknown(data)
+    if unknown is not None:
+        raise ProgramError(unknown)
     root = _Reader(data, "")
-    try:
-        timezone = ZoneInfo(root.get("timezone", str, "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ProgramError(f"timezone: unknown time zone {data.get('timezone')!r}") from None
     orders, reviews, shares = root.section("orders"), root.section("reviews"), root.section("shares")
     logins, birthday, expiry = root.section("logins"), root.section("birthday"), root.section("expiry")
     tiers, dedupe, notes = root.section("tiers"), root.section("dedupe"), root.section("notifications")
-    abuse, segments, policy_ = root.section("abuse"), root.section("segments"), root.section("notification_policy")
-    quiet = policy_.get("quiet_hours", str, "hold")
-    if quiet not in ("hold", "drop"):
-        raise ProgramError("notification_policy.quiet_hours: hold or drop")
-    policy = orders.get("refund_policy", str, "unlimited")
-    if policy not in REFUND_POLICIES:
-        raise ProgramError(f"orders.refund_policy: one of {list(REFUND_POLICIES)}")
-    categories = orders.section("category_multipliers").data
-    priorities = dict(notes.data)
-    bad = [t for t, p in priorities.items() if p not in PRIORITIES]
-    if bad:
-        raise ProgramError(f"notifications.{bad[0]}: priority must be one of {list(PRIORITIES)}")
-    campaigns = data.get("campaigns", [])
-    if not isinstance(campaigns, list):
-        raise ProgramError("campaigns: must be an array of tables [[campaigns]]")
-    streak_days = logins.count("streak_days", 7)
-    if streak_days < 1:
-        raise ProgramError("logins.streak_days: must be >= 1")
+    abuse, segments, policy = root.section("abuse"), root.section("segments"), root.section("notification_policy")
+    categories = orders.section("category_multipliers")
     return Program(
-        timezone=timezone,
-        points_per_unit=_multiplier(orders.data.get("points_per_unit", 1), "orders.points_per_unit"),
+        timezone=_timezone(root),
+        points_per_unit=orders.multiplier("points_per_unit", 1, positive=True),
         return_window_ms=orders.duration("return_window", "P7D"),
         first_order_bonus=orders.count("first_order_bonus", 0),
-        refund_policy=policy,
-        category_multipliers={c: _multiplier(m, f"orders.category_multipliers.{c}")
-                              for c, m in categories.items()},
+        refund_policy=orders.choice("refund_policy", REFUND_POLICIES, "unlimited"),
+        category_multipliers={category: _multiplier(value, categories.key(category), positive=False)
+                              for category, value in categories.data.items()},
         review_points=reviews.count("points", 0),
         review_media_bonus=reviews.count("media_bonus", 0),
-        review_order_window_ms=reviews.duration("order_window", "P90D"),
+        review_order_window_ms=reviews.duration("order_window", "P90D", positive=True),
         review_daily_cap=reviews.count("daily_cap", 5),
         share_points=shares.count("points", 0),
         share_daily_cap=shares.count("daily_cap", 3),
         login_points=logins.count("points", 0),
-        login_streak_days=streak_days,
+        login_streak_days=logins.count("streak_days", 7, minimum=1),
         login_streak_bonus=logins.count("streak_bonus", 0),
         birthday_points=birthday.count("points", 0),
         birthday_min_age_ms=birthday.duration("min_age_of_birthday", "P30D"),
-        expiry_after_ms=expiry.duration("after", "P365D"),
+        expiry_after_ms=expiry.duration("after", "P365D", positive=True),
         expiry_warn_before_ms=expiry.duration("warn_before", "P30D"),
         expiry_warn_min_points=expiry.count("warn_min_points", 100),
-        tier_window_ms=tiers.duration("window", "P365D"),
+        tier_window_ms=tiers.duration("window", "P365D", positive=True),
         tier_grace_ms=tiers.duration("grace", "P30D"),
-        tiers=_tiers(tiers.data.get("levels")),
-        campaigns=tuple(_campaign(c, i) for i, c in enumerate(campaigns)),
+        tiers=_tiers(tiers),
+        campaigns=_campaigns(root),
         max_event_ids=max(1, dedupe.count("max_event_ids", 2000)),
-        priorities=priorities,
+        priorities={template: notes.choice(template, PRIORITIES, "transactional")
+                    for template in TEMPLATES if template in notes.data},
         abuse_limits={"reviews": abuse.count("reviews_per_window", 10), "shares": abuse.count("shares_per_window", 20),
                       "devices": abuse.count("devices_per_window", 5)},
-        abuse_window_ms=abuse.duration("window", "PT1H"),
+        abuse_window_ms=abuse.duration("window", "PT1H", positive=True),
         segment_new_ms=segments.duration("new_for", "P30D"),
-        segment_loyal_orders=segments.count("loyal_orders", 5),
-        segment_loyal_window_ms=segments.duration("loyal_window", "P365D"),
-        segment_at_risk_ms=segments.duration("at_risk_after", "P60D"),
-        segment_churned_ms=segments.duration("churned_after", "P180D"),
-        marketing_daily_cap=policy_.count("marketing_daily_cap", 3),
-        quiet_start_s=_clock_seconds(policy_.get("quiet_start", str, "22:00"), "notification_policy.quiet_start"),
-        quiet_end_s=_clock_seconds(policy_.get("quiet_end", str, "08:00"), "notification_policy.quiet_end"),
-        quiet_hold=quiet == "hold",
-        hold_at_most_ms=policy_.duration("hold_at_most", "PT12H"),
+        segment_loyal_orders=segments.count("loyal_orders", 5, minimum=1),
+        segment_loyal_window_ms=segments.duration("loyal_window", "P365D", positive=True),
+        segment_at_risk_ms=segments.duration("at_risk_after", "P60D", positive=True),
+        segment_churned_ms=segments.duration("churned_after", "P180D", positive=True),
+        marketing_daily_cap=policy.count("marketing_daily_cap", 3),
+        quiet_start_s=policy.clock("quiet_start", "22:00"),
+        quiet_end_s=policy.clock("quiet_end", "08:00"),
+        quiet_hold=policy.choice("quiet_hours", ("hold", "drop"), "hold") == "hold",
+        hold_at_most_ms=policy.duration("hold_at_most", "PT12H"),
     )
 
 
-def parse_program(text: str) -> Program:
-    """Parse program TOML text; TOML syntax errors carry their line and column."""
+def parse_program(text: str, source: str | None = None) -> Program:
+    """Parse program TOML text; an error carries the line it is about (and `source`, the file's name)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProgramError(f"TOML syntax: {exc}") from None
-    return program_from_dict(data)
+        position = _TOML_POSITION.search(str(exc))
+        line = None if position is None else int(position.group(1)) if position.group(1) else len(text.splitlines())
+        raise ProgramError(f"TOML syntax: {_TOML_POSITION.sub('', str(exc))}", line=max(1, line or 1),
+                           source=source) from None
+    try:
+        return program_from_dict(data)
+    except ProgramError as exc:
+        raise ProgramError(exc.detail, line=line_of(exc.detail.split(": ", 1)[0], text), source=source) from None
 
 
 def default_program_text() -> str:
@@ -301,5 +372,11 @@ def default_program_text() -> str:
 
 
 def load_program(path: str | None) -> Program:
-    """The program at `path`, or the packaged default when `path` is empty."""
-    return parse_program(Path(path).read_text("utf-8") if path else default_program_text())
+    """The program at `path`, or the packaged default when `path` is empty; ProgramError names the file."""
+    if not path:
+        return parse_program(default_program_text(), "stream_app/core/default_program.toml")
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProgramError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=path) from None
+    return parse_program(text, path)

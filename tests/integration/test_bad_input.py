@@ -8,7 +8,9 @@ import orjson
 
 from tests.integration.harness import consume, event_message, produce, wait_for
 
-WHEN = (datetime.now(timezone(timedelta(hours=8))) - timedelta(days=400)).replace(day=3).isoformat()
+# An hour ago: far from every window of the packaged program (the shares' points expire in 365 days),
+# so nothing time-driven can change the balance while the test looks at it.
+WHEN = (datetime.now(timezone(timedelta(hours=8))) - timedelta(hours=1)).isoformat(timespec="milliseconds")
 
 
 def share(i: int, member: str = "bob") -> dict:
@@ -35,6 +37,10 @@ def test_bad_input_is_dead_lettered_and_the_stream_goes_on(deployment):
         "schema_violation:time": (f"{p}orders", b"bob", orjson.dumps({**order, "occurred_at": "yesterday"})),
         "unknown_type:wrong_topic": (f"{p}reviews", b"bob", orjson.dumps(order)),
         "invalid_json:binary": (f"{p}logins", b"bob", b"\xff\xfe\x00garbage"),
+        "invalid_json:duplicate": (f"{p}orders", b"bob", orjson.dumps(order)[:-1] + b',"amount_cents":1}'),
+        "schema_violation:range": (f"{p}orders", b"bob", orjson.dumps(order)[:-1] + b',"extra":1e400}'),
+        "occurred_at_out_of_range": (f"{p}orders", b"bob",
+                                     orjson.dumps({**order, "occurred_at": "9999-12-31T23:59:59Z"})),
     }
     valid = [event_message(p, "shares", share(i)) for i in range(3)]
     messages = [valid[0], *bad.values(), valid[1], valid[2]]

@@ -45,11 +45,12 @@ def test_farming_burst_freezes_and_operator_unfreezes_with_token(deployment, tmp
     rules = program(tmp_path, '\n[abuse]\nreviews_per_window = 10\nwindow = "PT1H"\n')
     worker = deployment.worker(LOYALTY_RULES=rules, LOYALTY_ADMIN_TOKEN="s3cret").start()
     p, m = deployment.prefix, "farmer"
-    orders = [{"event_id": f"o{i}", "member_id": m, "occurred_at": now(), "type": "order_paid",
+    at = now()  # one instant: the reviews' daily cap must not be split by a local midnight
+    orders = [{"event_id": f"o{i}", "member_id": m, "occurred_at": at, "type": "order_paid",
                "order_id": f"O{i}", "amount_cents": 100, "currency": "CNY"} for i in range(12)]
     produce([event_message(p, "orders", o) for o in orders])
     wait_for(lambda: (worker.member(m) or {}).get("points", {}).get("lifetime_earned") == 12 * 1 + 100)
-    reviews = [{"event_id": f"r{i}", "member_id": m, "occurred_at": now(), "type": "review_posted",
+    reviews = [{"event_id": f"r{i}", "member_id": m, "occurred_at": at, "type": "review_posted",
                 "review_id": f"R{i}", "order_id": f"O{i}", "rating": 5, "has_media": False} for i in range(12)]
     produce([event_message(p, "reviews", r) for r in reviews])
     wait_for(lambda: (worker.member(m) or {}).get("frozen") is True, show=lambda: worker.member(m))

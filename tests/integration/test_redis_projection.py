@@ -18,8 +18,8 @@ import redis
 from tests.integration.harness import event_message, free_port, produce, wait_for
 
 NOW = datetime.now(timezone(timedelta(hours=8))).replace(microsecond=0)
-if NOW.day == 18:  # keep the member-day campaign out of these totals
-    NOW += timedelta(days=1)
+if NOW.day == 18:  # keep the member-day campaign out of these totals (the day before: never in the future)
+    NOW -= timedelta(days=1)
 MEMBERS = [f"r{i}" for i in range(6)]
 
 

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import orjson
 import pytest
@@ -64,7 +68,8 @@ def test_check_program_tiers_not_increasing_names_the_offending_threshold(tmp_pa
     text = DEFAULT.replace("threshold = 5000", "threshold = 900")
     status, _, err = check(tmp_path, capsys, text)
     assert status == 1
-    assert err == f"FILE:{line_of(text, 'threshold = 900')}: tiers.levels: thresholds must increase strictly\n"
+    assert err == (f"FILE:{line_of(text, 'threshold = 900')}: tiers.levels[2].threshold: thresholds must increase "
+                   "strictly: 900 is not above 1000 (silver)\n")
 
 
 def test_check_program_counts_array_table_elements(tmp_path, capsys):
@@ -85,28 +90,47 @@ def test_check_program_unreadable_file(tmp_path, capsys):
     assert status == 1 and "cannot read: No such file or directory" in capsys.readouterr().err
 
 
-def test_key_lines_handles_dotted_keys_nested_tables_and_array_tables():
-    text = "\n".join([
-        'timezone = "UTC"',                    # 1
-        "[orders]",                            # 2
-        "category_multipliers.books = 2.0",    # 3
-        "[orders.category_multipliers]",       # 4
-        '"home goods" = 0.5  # quoted',        # 5
-        "[[campaigns]]",                       # 6
-        'name = "a"',                          # 7
-        "[[campaigns]]",                       # 8
-        '  name = "b"',                        # 9
-        "[campaigns.extra]",                   # 10
-        "x = 1",                               # 11
-    ])
-    assert cli.key_lines(text) == {
-        "timezone": 1, "orders": 2, "orders.category_multipliers.books": 3, "orders.category_multipliers": 4,
-        "orders.category_multipliers.home goods": 5, "campaigns": 6, "campaigns[0]": 6, "campaigns[0].name": 7,
-        "campaigns[1]": 8, "campaigns[1].name": 9, "campaigns[1].extra": 10, "campaigns[1].extra.x": 11,
-    }
+def test_check_program_misspelled_key_names_its_line_and_the_likely_key(tmp_path, capsys):
+    text = DEFAULT.replace("first_order_bonus = 100", "first_order_bouns = 100")
+    status, out, err = check(tmp_path, capsys, text)
+    assert (status, out) == (1, "")
+    assert err == (f"FILE:{line_of(text, 'first_order_bouns')}: orders.first_order_bouns: unknown key; "
+                   "did you mean first_order_bonus?\n")
+
+
+def test_worker_refuses_to_start_on_a_bad_program(tmp_path, capsys, monkeypatch):
+    """`loyalty worker` with LOYALTY_RULES naming a bad file: the error and exit 1, no worker."""
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace("threshold = 5000", "threshold = 900"), "utf-8")
+    monkeypatch.setenv("LOYALTY_RULES", str(path))
+    monkeypatch.delitem(sys.modules, "stream_app.app", raising=False)
+    assert cli.main(["worker"]) == 1
+    line = line_of(path.read_text("utf-8"), "threshold = 900")
+    assert capsys.readouterr().err == (f"loyalty: {path}:{line}: tiers.levels[2].threshold: thresholds must increase "
+                                       "strictly: 900 is not above 1000 (silver)\n")
+    assert "stream_app.app" not in sys.modules
+
+
+def test_faust_worker_refuses_to_start_on_a_bad_program(tmp_path):
+    """`faust -A stream_app.app worker` as Faust users start it: non-zero exit, the located error last."""
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace("first_order_bonus = 100", "first_order_bouns = 100"), "utf-8")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "LOYALTY_RULES": str(path), "LOYALTY_DATA_DIR": str(tmp_path / "data"),
+           "LOYALTY_BROKER": "kafka://127.0.0.1:1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "faust", "-A", "stream_app.app", "worker"], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    line = line_of(path.read_text("utf-8"), "first_order_bouns")
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(f"ProgramError: {path}:{line}: orders.first_order_bouns: unknown key; "
+                                         "did you mean first_order_bonus?")
+    assert not (tmp_path / "data").exists()
 
 
 # -- replay -------------------------------------------------------------------------------------
+
+NOW_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z: the clock read_events judges by, the events' occurred_at
+
 
 def event(event_type: str, **fields) -> dict:
     return {"event_id": f"e-{event_type}", "member_id": "ann", "occurred_at": "2025-01-01T00:00:00Z",
@@ -131,7 +155,7 @@ VALID = {
 
 def test_read_events_routes_every_type_to_its_topic_keyed_by_member():
     lines = [orjson.dumps(event(t, **fields)) + b"\n" for t, (_, fields) in VALID.items()]
-    assert list(cli.read_events(lines)) == [
+    assert list(cli.read_events(lines, NOW_MS)) == [
         (kind, b"ann", line.strip()) for (kind, _), line in zip(VALID.values(), lines, strict=True)]
 
 
@@ -146,7 +170,7 @@ def test_read_events_reports_invalid_lines_by_number():
         orjson.dumps({**event("share"), "type": 5}),       # 7
         orjson.dumps(event("share", share_id="S", channel="c", target="t")),  # 8 ok
     ]
-    found = list(cli.read_events(lines))
+    found = list(cli.read_events(lines, NOW_MS))
     assert [item[0] for item in found if not isinstance(item, cli.Skipped)] == ["logins", "shares"]
     skipped = [item for item in found if isinstance(item, cli.Skipped)]
     assert [(s.line, s.reason.split(":")[0]) for s in skipped] == [

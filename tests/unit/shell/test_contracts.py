@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.core.program import default_program_text, parse_duration_ms, program_from_dict
+from stream_app.core.program import ProgramError, default_program_text, parse_duration_ms, program_from_dict
+from stream_app.core.program_keys import KEYS, TEMPLATES
 from stream_app.settings import DEFAULTS, load_settings
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
 from topics.validation import load_schema
@@ -153,11 +154,23 @@ def test_every_dead_letter_code_is_documented() -> None:
         assert f"| `{error}` |" in text, error
 
 
-def test_every_dead_letter_code_the_code_emits_is_in_the_schema() -> None:
+def test_the_dead_letter_codes_the_code_emits_are_the_schema_s() -> None:
     emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
     emitted |= set(re.findall(r'dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
-    assert "processing_error" in emitted
-    assert emitted <= set(load_schema("dead-letters")["properties"]["error"]["enum"])
+    assert {"processing_error", "occurred_at_out_of_range"} <= emitted
+    assert emitted == set(load_schema("dead-letters")["properties"]["error"]["enum"])
+
+
+def test_the_documented_grammar_limits_are_the_code_s() -> None:
+    from topics.strict_json import MAX_DEPTH, MAX_SAFE_INTEGER
+    from topics.validation import MAX_MESSAGE_BYTES, OCCURRED_AT_MAX_AHEAD, OCCURRED_AT_MIN
+
+    text = doc("contracts.md")
+    assert f"nested more than {MAX_DEPTH} levels" in text
+    assert MAX_SAFE_INTEGER == 2**53 - 1 and f"{MAX_SAFE_INTEGER:,}" in text
+    assert f"{MAX_MESSAGE_BYTES:,} bytes" in text
+    assert f"before `{OCCURRED_AT_MIN.isoformat().replace('+00:00', 'Z')}`" in text
+    assert f"more than {OCCURRED_AT_MAX_AHEAD.total_seconds() / 3600:.0f} hours after the worker's clock" in text
 
 
 def _definition_fields(schema: dict, name: str) -> set[str]:
@@ -254,20 +267,30 @@ def program_rows() -> dict[str, list[str]]:
     return rows
 
 
-def test_every_packaged_program_key_is_documented() -> None:
-    rows = program_rows()
+def test_the_documented_program_keys_are_the_accepted_keys() -> None:
+    """program_keys.KEYS is the one list: every key the loader accepts is documented, and no other."""
+    documented = list(program_rows())
+    assert len(documented) == len(set(documented)), "a key is documented twice"
+    assert set(documented) == set(KEYS)
+
+
+def test_every_packaged_program_key_is_accepted() -> None:
     keys = flat_keys(tomllib.loads(default_program_text()))
     assert "orders.return_window" in keys and "tiers.levels" in keys and "tiers.levels.threshold" in keys
-    missing = [k for k in keys if k not in rows]
-    assert not missing, f"program.md lacks {missing}"
+    assert set(keys) <= set(KEYS)
 
 
-def test_every_key_program_py_reads_is_documented() -> None:
-    names = set(re.findall(r'\b(?:get|count|duration|section)\(\s*"(\w+)"', source("stream_app/core/program.py")))
-    assert {"timezone", "return_window", "weekdays", "max_event_ids"} <= names
-    keys = program_rows()
+def test_every_key_program_py_reads_is_an_accepted_key() -> None:
+    methods = "get|count|duration|section|tables|name|choice|multiplier|instant|clock|integers"
+    names = set(re.findall(rf'\.(?:{methods})\(\s*"(\w+)"', source("stream_app/core/program.py")))
+    assert {"timezone", "return_window", "weekdays", "max_event_ids", "levels", "start"} <= names
     for name in names:
-        assert any(k == name or k.endswith(f".{name}") for k in keys), name
+        assert any(k == name or k.endswith(f".{name}") for k in KEYS), name
+
+
+def test_every_template_the_core_sends_has_a_priority_key() -> None:
+    templates = _emitted(r'\.notify\(\s*member,\s*"(\w+)"')
+    assert templates and templates <= set(TEMPLATES)
 
 
 def _literal(cell: str) -> object:
@@ -324,6 +347,41 @@ def test_documented_values_for_absent_element_keys_are_what_the_loader_uses() ->
     for key, row in rows.items():
         if key.startswith("notifications."):
             assert program.priority(key.removeprefix("notifications.")) == code(row[1]), key
+
+
+def _program_with(key: str, value: object) -> dict:
+    """MINIMAL plus one campaign, with `key` (an element key goes into the first element) set to `value`."""
+    data = copy.deepcopy(MINIMAL)
+    data["campaigns"] = [{"name": "c", "start": "2020-01-01T00:00:00+00:00", "end": "2021-01-01T00:00:00+00:00"}]
+    *tables, name = key.split(".")
+    if key.startswith(("tiers.levels.", "campaigns.")):
+        target = data["tiers"]["levels"][0] if key.startswith("tiers.") else data["campaigns"][0]
+    else:
+        target = data
+        for table in tables:
+            target = target.setdefault(table, {})
+    target[name] = value
+    return data
+
+
+def test_documented_lower_bounds_are_the_loader_s() -> None:
+    """A Type of `duration > 0`, `multiplier > 0` or `count ≥ 1` refuses 0; plain `duration`, `multiplier`
+    and `count` accept it."""
+    zero = {"duration": "PT0S", "multiplier": 0, "count": 0}
+    checked = 0
+    for key, (kind, *_) in program_rows().items():
+        base = kind.split(" ")[0]
+        if base not in zero:
+            continue
+        data = _program_with(key, zero[base])
+        if kind in ("duration > 0", "multiplier > 0", "count ≥ 1"):
+            where = key.replace("tiers.levels.", "tiers.levels[0].").replace("campaigns.", "campaigns[0].")
+            with pytest.raises(ProgramError, match=rf"^{re.escape(where)}: "):
+                program_from_dict(data)
+        else:
+            program_from_dict(data)
+        checked += 1
+    assert checked >= 30
 
 
 # -- http.md ---------------------------------------------------------------------------------------

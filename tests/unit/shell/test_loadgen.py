@@ -85,7 +85,7 @@ def test_only_the_kinds_in_the_mix_and_a_refund_before_any_order_becomes_an_orde
 def test_every_event_is_valid_keyed_by_member_and_timed_from_start():
     generated = list(generate(50, 5000, 3, DEFAULT_MIX, START, 2.5))
     for index, (kind, key, value) in enumerate(generated):
-        event = decode_event(kind, key, value)
+        event = decode_event(kind, key, value, now_ms=START + 5000 * 3)
         assert not isinstance(event, Rejection), (index, event)
         assert key == event["member_id"].encode()
         assert event["member_id"] in {f"m{i:02d}" for i in range(50)}
