@@ -10,17 +10,21 @@ each batch, in order:
 2. it writes each changed state to the table once (local store and changelog record) and waits
    until the changelog records are acknowledged;
 3. it acks the batch's events (the next commit may include them). Their messages are held
-   (`Message.incref`) from `submit` to here, so take_events' own ack does not release them.
+   (`Message.incref`) from the moment the batch arrives to here, so take_events' own ack does not
+   release them, whatever happens in between.
 
 A crash before 2 replays the events, which send the same outputs again (same ids: consumers
 dedupe); no state claims them yet. A crash during 2 can leave the local store ahead of the
 changelog: the replayed event is then a duplicate for this store, and `keep` writes the state
 again, so the changelog catches up. Nothing is lost and no event counts twice, whichever worker
-replays it. A failed delivery is handed over again until it succeeds (topics/outgoing.py).
+replays it. A failed delivery is handed over again until it succeeds (topics/outgoing.py), and
+so is a failed table write (step 2). Any other failure of a batch stops the worker rather than
+letting Faust restart the agent past events it never wrote (`consume`).
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +33,7 @@ from typing import Any
 from faust.types import EventT
 
 from stream_app.faust_compat import hold, set_current_event
-from topics.outgoing import OutgoingBatches
+from topics.outgoing import RETRY_BACKOFF, OutgoingBatches
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class BatchPipeline:
         self._in_flight: deque[BatchStates] = deque()  # submitted, not yet written; oldest first
         self._queue: asyncio.Queue | None = None
         self._writer: asyncio.Task | None = None
+        self._app: Any = None  # the stream's app, set by consume: what a failed batch crashes
 
     async def consume(self, stream, apply: Callable[[BatchStates, EventT], Any],
                       failed: Callable[[EventT, Exception], None],
@@ -79,24 +84,42 @@ class BatchPipeline:
         """Work through `stream` batch by batch until it ends: `apply` each event to the batch's
         states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
         would ack the message silently), submit the batch, then call `submitted` with what
-        `apply` returned for each event (None left out)."""
+        `apply` returned for each event (None left out).
+
+        Each event is held from the moment its batch arrives, so only the writer acks it. A failure
+        of the batch itself (submitting it, or the writer) stops the worker (`app.crash`): Faust
+        would restart the agent on the events after the batch, and a later commit could pass
+        events that were never written. The restarted worker reads them again from its committed
+        offsets."""
+        self._app = stream.app
         try:
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-                states, returned = BatchStates(self), []
                 for event in events:
-                    at(event)
-                    try:
-                        returned.append(apply(states, event))
-                    except Exception as exc:  # one event's failure must not stop the stream
-                        message = event.message
-                        log.exception("processing failed: topic=%s partition=%s offset=%s",
-                                      message.topic, message.partition, message.offset)
-                        failed(event, exc)
-                await self.submit(states, events)
-                if submitted is not None:
-                    submitted([r for r in returned if r is not None])
+                    hold(event.message)  # take_events' own ack leaves it held: the writer acks it
+                try:
+                    await self._consume_batch(events, apply, failed, submitted)
+                except Exception as exc:
+                    await self._app.crash(exc)
+                    return
         finally:
             await self.stop()
+
+    async def _consume_batch(self, events: list[EventT], apply: Callable[[BatchStates, EventT], Any],
+                             failed: Callable[[EventT, Exception], None],
+                             submitted: Callable[[list], None] | None) -> None:
+        states, returned = BatchStates(self), []
+        for event in events:
+            at(event)
+            try:
+                returned.append(apply(states, event))
+            except Exception as exc:  # one event's failure must not stop the stream
+                message = event.message
+                log.exception("processing failed: topic=%s partition=%s offset=%s",
+                              message.topic, message.partition, message.offset)
+                failed(event, exc)
+        await self.submit(states, events)
+        if submitted is not None:
+            submitted([r for r in returned if r is not None])
 
     def latest(self, key: bytes) -> dict | None:
         """The member's newest state: from the newest batch in flight that changed it, else the table."""
@@ -112,8 +135,6 @@ class BatchPipeline:
                 raise RuntimeError("the batch writer failed") from self._writer.exception()
             self._queue = asyncio.Queue(MAX_IN_FLIGHT)
             self._writer = asyncio.ensure_future(self._write_batches(self._queue))
-        for event in events:
-            hold(event.message)  # acked by the writer, not by take_events
         delivered = await self._outputs.send()
         self._in_flight.append(batch)
         await self._queue.put((batch, events, delivered))
@@ -125,14 +146,36 @@ class BatchPipeline:
         self._in_flight.clear()
 
     async def _write_batches(self, queue: asyncio.Queue) -> None:
-        while True:
-            batch, events, delivered = await queue.get()
-            await delivered
-            for key, (state, event) in batch.changed.items():
-                at(event)
-                self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
-            await self._changelogs.flush()
-            for event in events:
-                event.ack()
-            self._in_flight.popleft()
-            queue.task_done()
+        try:
+            while True:
+                batch, events, delivered = await queue.get()
+                await delivered
+                await self._write(batch)
+                for event in events:
+                    event.ack()
+                self._in_flight.popleft()
+                queue.task_done()
+        except Exception as exc:  # a defect: this batch and the next stay unacked, the worker stops
+            await self._app.crash(exc)
+            raise  # and `submit` starts no other writer
+
+    async def _write(self, batch: BatchStates) -> None:
+        """Write each changed state (local store and changelog record) and wait for the changelog.
+
+        A failure is tried again, with backoff, until the write succeeds: the batch's events stay
+        unacked meanwhile and the agent waits (MAX_IN_FLIGHT). Seen: a changelog topic created at
+        start-up missing from the consumer's metadata for a while (Faust's PartitionsMismatch).
+        Writing a state twice is harmless: the same value, and a compacted changelog.
+        """
+        for attempt in itertools.count():
+            try:
+                for key, (state, event) in batch.changed.items():
+                    at(event)
+                    self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
+                await self._changelogs.flush()
+                return
+            except Exception as exc:
+                delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+                log.error("writing %d states failed (%s: %s); writing them again in %.1fs",
+                          len(batch.changed), type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)

@@ -31,6 +31,7 @@ from topics.outgoing import OutgoingBatches, ProducerSink
 
 #: Faust and aiokafka log every send at DEBUG; building those records cost ~9% of a worker's time.
 CHATTY_LOGGERS = ("aiokafka", "faust.topics")
+METADATA_MAX_AGE_MS = 10_000
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -58,6 +59,10 @@ def faust_app(settings: Settings) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_seconds,
+        # A topic created at start-up can be missing from the consumer's first metadata; Kafka clients
+        # look again only after this age (default 5 min), and until then the group is assigned without
+        # it (docs/scaling.md, "Events lost after a restart or a rebalance").
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
         key_serializer="raw",
         value_serializer="raw",
@@ -70,6 +75,7 @@ def faust_app(settings: Settings) -> faust.App:
 def build_parts(settings: Settings, program: Program) -> Parts:
     """Every part of one deployment, unregistered."""
     faust_compat.check()
+    faust_compat.keep_delivered_on_resume()
     app = faust_app(settings)
     names = TopicNames(settings.topic_prefix)
     outgoing = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)

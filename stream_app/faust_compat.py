@@ -11,14 +11,21 @@ The service leans on a few parts of faust-streaming that are not public API:
 - `Table.send_changelog`, overridden to route changelog records through the agents' batch
   (tables/changelog.py), and `Store.set_persisted_offset`; `Table.partition_for_key`, overridden
   there too (Faust's partition-count check fails on a changelog topic created a moment ago);
-- the web server's blueprint list, to serve none of Faust's built-in pages.
+- the web server's blueprint list, to serve none of Faust's built-in pages;
+- `FlowControlEvent.resume` (mode-streaming, under `app.flow_control`), replaced by
+  `keep_delivered_on_resume`: as released it empties every stream queue on each call, and Faust's
+  recovery calls it once more after seeking the stream partitions, while the flow is already on and
+  the queues hold events fetched since; those events were dropped unprocessed and a later commit
+  moved past them (docs/scaling.md, "Events lost after a restart or a rebalance").
 
 `check()` runs when the app is built: a faust-streaming release outside `SUPPORTED` refuses to start
 rather than misbehave quietly. tests/unit/shell/test_faust_compat.py fails when any of these changes
-shape underneath (names, signatures), so an upgrade is a deliberate step.
+shape underneath (names, signatures, the source of what is overridden), so an upgrade is a
+deliberate step.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import weakref
 from types import SimpleNamespace
@@ -28,6 +35,7 @@ import faust
 from faust.streams import _current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
+from mode.utils.queues import FlowControlEvent
 
 #: The faust-streaming releases whose internals were read for this module (pyproject pins <0.16).
 SUPPORTED = ("0.15.3",)
@@ -37,6 +45,9 @@ BUILTIN_BLUEPRINT_PREFIX = "faust.web.apps."
 SEND_CHANGELOG_PARAMETERS = ("self", "partition", "key", "value", "key_serializer", "value_serializer")
 #: `Table.partition_for_key`'s parameters, as overridden in tables/changelog.py.
 PARTITION_FOR_KEY_PARAMETERS = ("self", "key")
+#: `FlowControlEvent.resume` as released, the one `keep_delivered_on_resume` replaces (sha256 of its source).
+FLOW_RESUME = FlowControlEvent.resume
+FLOW_RESUME_SHA256 = "4dcdc1253fd0dcb40de18a3702503c01d21e9da7e5e55b122fb92615f27648d9"
 
 
 class UnsupportedFaust(RuntimeError):
@@ -53,6 +64,32 @@ def check() -> None:
         params = tuple(inspect.signature(method).parameters)
         if params != expected:
             raise UnsupportedFaust(f"Table.{method.__name__}{params} changed; tables/changelog.py overrides it")
+    if source_sha256(FLOW_RESUME) != FLOW_RESUME_SHA256:
+        raise UnsupportedFaust("mode's FlowControlEvent.resume changed; faust_compat.keep_delivered_on_resume "
+                               "replaces it")
+
+
+def source_sha256(function: Any) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+def resume_keeping_delivered(self: FlowControlEvent) -> None:
+    """`FlowControlEvent.resume` that empties the managed queues only if the flow was suspended.
+
+    What a queue holds after a suspension was fetched before the rebalance and is read again from
+    the committed offsets, so it is dropped as before. What it holds while the flow is on was
+    fetched in the current assignment and nothing fetches it again: it must reach the agents.
+    """
+    suspended = not self.is_active()
+    self._suspend.clear()
+    self._resume.set()
+    if suspended:
+        self.clear()
+
+
+def keep_delivered_on_resume() -> None:
+    """Install `resume_keeping_delivered` (every app of the process: `app.flow_control` is created lazily)."""
+    FlowControlEvent.resume = resume_keeping_delivered
 
 
 def set_current_event(event: Any) -> None:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import faust
 import orjson
 import pytest
 from faust.types import Message
@@ -335,6 +336,60 @@ async def test_events_arriving_while_a_batch_is_delivered_each_count_once(pipeli
 
     assert sorted(r["source_event_id"] for r in pipeline.to("rewards")) == ["e1", "e2", "e3"]
     assert pipeline.state_of().event_ids == ["e1", "e2", "e3"]
+
+
+async def test_a_failed_table_write_is_written_again_before_the_events_are_acked(pipeline, monkeypatch):
+    """Seen on a fresh deployment: the changelog topic missing from the consumer's metadata for a while."""
+    write, failures = pipeline.members.write, []
+
+    def failing(key, state):
+        if len(failures) < 2:
+            failures.append(key)
+            raise faust.exceptions.PartitionsMismatch("the changelog topic has 0 partitions")
+        write(key, state)
+
+    monkeypatch.setattr(pipeline.members, "write", failing)
+    put = asyncio.ensure_future(pipeline.put("shares", raw(share("e1"))))
+    for _ in range(300):
+        if len(failures) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(failures) == 2 and not put.done()  # tried again, and not acked while it is not written
+
+    message = await put
+    assert message.acked and pipeline.state_of().event_ids == ["e1"]
+    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
+
+
+@pytest.mark.parametrize("where", ["submit", "writer"])
+async def test_a_failed_batch_stops_the_worker_and_acks_none_of_its_events(pipeline, monkeypatch, where):
+    """Faust would restart the agent on the next events, and a later commit could pass these."""
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    async def no_partitions(topic: str) -> int:
+        raise ConnectionError("metadata unavailable")
+
+    async def undeliverable() -> asyncio.Future:
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("a defect past the delivery retries"))
+        return failed
+
+    monkeypatch.setattr(pipeline.app, "crash", crash)
+    if where == "submit":
+        monkeypatch.setattr(pipeline.outgoing.sink, "partition_count", no_partitions)
+    else:
+        monkeypatch.setattr(pipeline.outgoing, "send", undeliverable)
+    with pytest.raises(AssertionError, match="never processed"):
+        await pipeline.put_many([("shares", raw(share("e1")), M1), ("shares", raw(share("e2")), M1)])
+
+    assert crashed and all(isinstance(exc, ConnectionError) for exc in crashed)
+    monkeypatch.undo()
+    with pytest.raises(AssertionError, match="never processed"):  # the agent takes nothing more
+        await pipeline.put("shares", raw(share("e3")))
+    assert M1 not in pipeline.members
 
 
 async def test_an_event_replayed_after_its_state_was_lost_sends_the_same_bytes(pipeline):
