@@ -16,7 +16,15 @@ A crash before 2 replays the events, which send the same outputs again (same ids
 dedupe); no state claims them yet. A crash during 2 can leave the local store ahead of the
 changelog: the replayed event is then a duplicate for this store, and `keep` writes the state
 again, so the changelog catches up. Nothing is lost and no event counts twice, whichever worker
-replays it. A failed delivery is handed over again until it succeeds (topics/outgoing.py).
+replays it. A failed delivery is handed over again while retrying can help (topics/outgoing.py).
+
+When the state cannot be made durable (the store cannot read or write, a changelog or output
+record is refused for good) or the pipeline itself breaks, the writer does not raise: it trips
+the worker's `FailStop` (stream_app/failstop.py). From then on no pipeline acks anything, `submit`
+waits for the exit instead of taking more batches, and the wiring refuses offset commits, so
+nothing is committed past the last durable batch; the worker exits non-zero and is restarted.
+The events are held (`incref`) first thing in `submit`, before anything can fail: an exception
+escaping the agent would otherwise let take_events ack them.
 """
 from __future__ import annotations
 
@@ -30,7 +38,8 @@ from typing import Any
 from faust.streams import _current_event
 from faust.types import EventT
 
-from topics.outgoing import OutgoingBatches
+from stream_app.failstop import FailStop
+from topics.outgoing import DeliveryFailed, OutgoingBatches
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +79,16 @@ class BatchStates:
             self.changed[key] = (state, event)
 
 
+class StoreFailure(Exception):
+    """The local state store could not read or write (disk full, I/O error)."""
+
+
 class BatchPipeline:
     """One agent's batches between `submit` and their acks, and the task that writes them."""
 
-    def __init__(self, table, outputs: OutgoingBatches, changelogs: OutgoingBatches) -> None:
+    def __init__(self, table, outputs: OutgoingBatches, changelogs: OutgoingBatches, failstop: FailStop) -> None:
         self._table, self._outputs, self._changelogs = table, outputs, changelogs
+        self._failstop = failstop
         self._in_flight: deque[BatchStates] = deque()  # submitted, not yet written; oldest first
         self._queue: asyncio.Queue | None = None
         self._writer: asyncio.Task | None = None
@@ -109,36 +123,76 @@ class BatchPipeline:
         for batch in reversed(self._in_flight):
             if key in batch.changed:
                 return batch.changed[key][0]
-        return self._table.read(key)
+        try:
+            return self._table.read(key)
+        except ValueError:  # a stored value that is not JSON: this member's problem, dead-lettered by the agent
+            raise
+        except Exception as exc:  # the store itself: stop before anything is acked past it
+            self._failstop.fail("store", exc)
+            raise StoreFailure(f"reading {key!r}: {exc}") from exc
 
     async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
-        """Hand the batch's outputs to the producer and queue it for the writer."""
-        if self._writer is None or self._writer.done():
-            if self._writer is not None and not self._writer.cancelled() and self._writer.exception():
-                raise RuntimeError("the batch writer failed") from self._writer.exception()
-            self._queue = asyncio.Queue(MAX_IN_FLIGHT)
-            self._writer = asyncio.ensure_future(self._write_batches(self._queue))
+        """Hand the batch's outputs to the producer and queue it for the writer; after a failure,
+        wait for the worker's exit instead (the events stay unacked)."""
         for event in events:
-            event.message.incref()  # acked by the writer, not by take_events
-        delivered = await self._outputs.send()
-        self._in_flight.append(batch)
-        await self._queue.put((batch, events, delivered))
+            event.message.incref()  # first: acked by the writer only, never by take_events
+        if self._failstop.failure is None:
+            try:
+                if self._writer is None or self._writer.done():
+                    self._queue = asyncio.Queue(MAX_IN_FLIGHT)
+                    self._writer = asyncio.ensure_future(self._write_batches(self._queue))
+                delivered = await self._outputs.send()
+            except Exception as exc:
+                self._failstop.fail(_reason(exc, "output"), exc)
+            else:
+                self._in_flight.append(batch)
+                await self._queue.put((batch, events, delivered))
+                return
+        await self._failstop.halted()
 
     async def stop(self) -> None:
         """Cancel the writer: batches not yet written stay unacked and are consumed again."""
         if self._writer is not None:
             self._writer.cancel()
+        self._writer = self._queue = None
         self._in_flight.clear()
 
     async def _write_batches(self, queue: asyncio.Queue) -> None:
-        while True:
-            batch, events, delivered = await queue.get()
-            await delivered
-            for key, (state, event) in batch.changed.items():
-                at(event)
+        """Finish the batches in order; the first failure trips the FailStop and ends the writer."""
+        stage = "output"
+        try:
+            while True:
+                batch, events, delivered = await queue.get()
+                stage = "output"
+                await delivered
+                stage = "changelog"
+                self._write(batch)
+                await self._changelogs.flush()
+                if self._failstop.failure is not None:
+                    return  # another pipeline failed: ack nothing more
+                for event in events:
+                    event.ack()
+                self._in_flight.popleft()
+                queue.task_done()
+        except Exception as exc:  # not CancelledError: stop() cancels a healthy writer
+            self._failstop.fail(_reason(exc, stage), exc)
+
+    def _write(self, batch: BatchStates) -> None:
+        """Write each changed state once (local store, and its changelog record to the outgoing batch)."""
+        for key, (state, event) in batch.changed.items():
+            at(event)
+            try:
                 self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
-            await self._changelogs.flush()
-            for event in events:
-                event.ack()
-            self._in_flight.popleft()
-            queue.task_done()
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                raise StoreFailure(f"writing {key!r}: {exc}") from exc
+
+
+def _reason(exc: Exception, stage: str) -> str:
+    """The FailStop reason of a failure at `stage` ("output": outputs; "changelog": table writes)."""
+    if isinstance(exc, DeliveryFailed):
+        return "authorization" if exc.authorization else stage
+    if isinstance(exc, StoreFailure):
+        return "store"
+    return "internal"

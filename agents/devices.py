@@ -13,7 +13,7 @@ import orjson
 from agents.batch import BatchPipeline, BatchStates
 from agents.emit import emit_dead_letter
 from stream_app import metrics
-from stream_app.app import app, topic_names
+from stream_app.app import app, failstop, topic_names
 from stream_app.core.device_index import RULE, apply_link
 from stream_app.core.emitted import stable_id
 from tables.devices import devices
@@ -21,7 +21,7 @@ from topics.channels import changelogs, outgoing, raw_topic
 
 device_links = raw_topic("devices")
 ADMIN = topic_names.name("admin")
-pipeline = BatchPipeline(devices, outgoing, changelogs)
+pipeline = BatchPipeline(devices, outgoing, changelogs, failstop)
 
 
 @app.agent(device_links, concurrency=1)

@@ -1,15 +1,22 @@
-"""Adding the core's outputs and dead letters to the outgoing batch (topics/outgoing.py)."""
+"""Adding the core's outputs and dead letters to the outgoing batch (topics/outgoing.py).
+
+An output too large to send (topics/outgoing.py MAX_RECORD_BYTES) is replaced by a dead letter
+`output_too_large` for the event being processed: the member's state keeps the change, and the
+event can be fetched from its topic, partition and offset to see what it produced.
+"""
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import orjson
+from faust.streams import current_event
 
 from stream_app import metrics
 from stream_app.app import topic_names
 from stream_app.core.engine import Result
 from topics.channels import outgoing
-from topics.dead_letters import dead_letter
+from topics.dead_letters import dead_letter, dead_letter_key
+from topics.outgoing import MAX_RECORD_BYTES, DeliveryFailed
 
 REWARDS, NOTIFICATIONS, DEVICES, DEAD_LETTERS = (
     topic_names.name(kind) for kind in ("rewards", "notifications", "devices", "dead-letters"))
@@ -30,4 +37,15 @@ def emit_dead_letter(message, code: str, detail: str) -> None:
     record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
                          code, detail, datetime.now(UTC).isoformat(timespec="milliseconds"))
     metrics.DEAD_LETTERS.labels(code).inc()
-    outgoing.add(DEAD_LETTERS, message.key, orjson.dumps(record))
+    outgoing.add(DEAD_LETTERS, dead_letter_key(message.key), orjson.dumps(record))
+
+
+def _output_too_large(topic: str, key: bytes | None, size: int) -> None:
+    event = current_event()  # agents/batch.py `at(event)`: the event whose output this is
+    if event is None or topic == DEAD_LETTERS:  # dead letters are capped well below the limit
+        raise DeliveryFailed(topic, None, f"a record of {size} bytes, limit {MAX_RECORD_BYTES}")
+    emit_dead_letter(event.message, "output_too_large",
+                     f"its {topic_names.kind_of(topic)} record is {size} bytes, limit {MAX_RECORD_BYTES}")
+
+
+outgoing.on_too_large(_output_too_large)

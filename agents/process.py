@@ -17,7 +17,7 @@ from agents.emit import emit_dead_letter, emit_outputs
 from agents.observe import member_changed
 from agents.schedule import schedule
 from stream_app import metrics
-from stream_app.app import app, program, settings, topic_names
+from stream_app.app import app, failstop, program, settings, topic_names
 from stream_app.core.engine import advance, apply_event, event_time_ms
 from stream_app.core.outcomes import DUPLICATE
 from stream_app.core.privacy import scrub
@@ -27,7 +27,7 @@ from topics.channels import changelogs, consumed, declare_all, outgoing
 from topics.validation import Rejection, decode_event
 
 KIND_OF_TOPIC = {**topic_names.inputs, topic_names.name("due"): "due"}
-pipeline = BatchPipeline(members, outgoing, changelogs)
+pipeline = BatchPipeline(members, outgoing, changelogs, failstop)
 
 
 @app.agent(consumed, concurrency=1)

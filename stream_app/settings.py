@@ -1,7 +1,10 @@
 """Configuration, read only from environment variables (documented in docs/configuration.md)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +28,12 @@ DEFAULTS = {
     "LOYALTY_LOG_LEVEL": "info",
     "LOYALTY_ADMIN_TOKEN": "",
     "LOYALTY_PII_KEY": "",
+    "LOYALTY_WORKER_NAME": "",
 }
+
+#: LOYALTY_WORKER_NAME that turns static group membership off.
+DYNAMIC_MEMBERSHIP = "-"
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a group.instance.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,8 @@ class Settings:
     log_level: str
     admin_token: str
     pii_key: bytes
+    #: The consumer's group.instance.id (Kafka static membership); None: dynamic membership.
+    worker_name: str | None
 
 
 def _positive_int(env: dict, name: str) -> int:
@@ -64,6 +74,23 @@ def _positive_duration_s(env: dict, name: str) -> float:
     if ms <= 0:
         raise ValueError(f"{name} must be a positive duration, got {env[name]!r}")
     return ms / 1000
+
+
+def _worker_name(value: str, data_dir: Path) -> str | None:
+    """The stable name a restarted worker rejoins its group with (docs/configuration.md).
+
+    Default: this host's name and a hash of the data dir, so two workers on one host differ and a
+    worker restarted on the same host and data dir gets its partitions back without a rebalance.
+    """
+    if value == DYNAMIC_MEMBERSHIP:
+        return None
+    if not value:
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:200] or "worker"
+        return f"{host}-{hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]}"
+    if not _INSTANCE_ID.fullmatch(value):
+        raise ValueError(f"LOYALTY_WORKER_NAME must be 1-249 of A-Z a-z 0-9 . _ - (or {DYNAMIC_MEMBERSHIP!r}), "
+                         f"got {value!r}")
+    return value
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -84,4 +111,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_token=env["LOYALTY_ADMIN_TOKEN"],
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
+        worker_name=_worker_name(env["LOYALTY_WORKER_NAME"], Path(env["LOYALTY_DATA_DIR"])),
     )

@@ -10,7 +10,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream_app.app import app, program, settings
+from stream_app.app import app, broker, failstop, program, settings
 from stream_app.core.read_model import member_view
 from tables.members import members
 from topics.validation import Rejection, decode_event
@@ -34,9 +34,17 @@ class Metrics(View):
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+def _failure() -> dict | None:
+    failure = failstop.failure
+    return None if failure is None else {"reason": failure.reason, "detail": failure.detail,
+                                         "exit_code": failure.exit_code}
+
+
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
+        if failstop.failure is not None:  # stopped for good: it exits by itself shortly
+            return self.json({"status": "failed", "failure": _failure()}, status=503)
         return self.json({"status": "ok"})
 
 
@@ -45,8 +53,10 @@ class Ready(View):
     async def get(self, request: Request) -> Response:
         assigned = bool(app.consumer.assignment())
         recovered = app.tables.recovery.completed.is_set()
-        ready = assigned and recovered and not app.rebalancing
-        body = {"ready": ready, "partitions_assigned": assigned, "tables_recovered": recovered}
+        connected = broker.connected()
+        ready = assigned and recovered and not app.rebalancing and connected and failstop.failure is None
+        body = {"ready": ready, "partitions_assigned": assigned, "tables_recovered": recovered,
+                "broker_connected": connected, "failure": _failure()}
         return self.json(body, status=200 if ready else 503)
 
 

@@ -34,6 +34,7 @@ from prometheus_client import REGISTRY
 
 from stream_app.core.engine import next_due
 from stream_app.core.member import Member
+from stream_app.failstop import FailStop
 from topics.validation import validate_output
 
 
@@ -124,6 +125,9 @@ class RecordingSink:
     async def partition_count(self, topic: str) -> int:
         return app.conf.topic_partitions
 
+    async def topic_exists(self, topic: str) -> bool:
+        return True
+
     async def hand_off(self, topic: str, partition: int, records: list[tuple]) -> asyncio.Future:
         """Record the records; the delivery future is already done (acknowledged)."""
         if topic == members.changelog_topic.get_topic_name():
@@ -139,8 +143,9 @@ class RecordingSink:
 class Pipeline:
     """The process agent in its test context, fed with Kafka-like messages."""
 
-    def __init__(self, agent, sent: list[Sent], changelog: list[tuple]) -> None:
+    def __init__(self, agent, sent: list[Sent], changelog: list[tuple], failstop: FailStop) -> None:
         self.agent, self.sent, self._changelog, self._offset = agent, sent, changelog, 0
+        self.failstop = failstop  # the agent's own: a failure in one test stays in that test
 
     async def put(self, kind: str, value: bytes | None, key: bytes | None = M1) -> Message:
         """Put one message on topic `kind` and wait until the agent has fully processed it."""
@@ -196,6 +201,9 @@ async def _no_declare() -> None:
     return None
 
 
+exits: list[int] = []  # what a FailStop of these tests would have exited with
+
+
 @pytest.fixture
 async def pipeline(monkeypatch):
     monkeypatch.setattr(agent_process, "declare_all", _no_declare)
@@ -206,10 +214,12 @@ async def pipeline(monkeypatch):
     sink = RecordingSink(sent, changelog)
     monkeypatch.setattr(outgoing, "sink", sink)
     monkeypatch.setattr(changelogs, "sink", sink)
+    failstop = FailStop(exit=exits.append, timer=lambda seconds, action: None)
+    monkeypatch.setattr(agent_process.pipeline, "_failstop", failstop)
     members.data.clear()
     schedule.clear()
     async with agent_process.process.test_context() as agent:
-        yield Pipeline(agent, sent, changelog)
+        yield Pipeline(agent, sent, changelog, failstop)
         assert agent._crash_reason is None
     members.data.clear()
     schedule.clear()

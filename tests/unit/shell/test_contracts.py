@@ -155,8 +155,9 @@ def test_every_dead_letter_code_is_documented() -> None:
 
 def test_every_dead_letter_code_the_code_emits_is_in_the_schema() -> None:
     emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
-    emitted |= set(re.findall(r'emit_dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
-    assert "processing_error" in emitted
+    for path in sorted((ROOT / "agents").glob("*.py")):
+        emitted |= set(re.findall(r'emit_dead_letter\([^)]*?"(\w+)"', path.read_text("utf-8")))
+    assert {"processing_error", "output_too_large"} <= emitted
     assert emitted <= set(load_schema("dead-letters")["properties"]["error"]["enum"])
 
 

@@ -1,0 +1,62 @@
+"""The worker's guards: fail-stop wiring, the shutdown deadline, and the broker connection check.
+
+- At a fail-stop (stream_app/failstop.py) every further offset commit is refused
+  (stream_app/faust_compat.py) and `loyalty_worker_failed{reason}` goes to 1.
+- When the worker begins to stop (SIGTERM), the FailStop is told, so the process is gone within
+  its shutdown deadline whatever it waits for.
+- Every few seconds a metadata request through the producer's client tells whether the brokers
+  answer (stream_app/broker_contact.py); /ready and `loyalty_broker_connected` follow it.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from faust.exceptions import NotReady
+
+from stream_app import metrics
+from stream_app.app import app, broker, failstop
+from stream_app.broker_contact import CHECK_INTERVAL_SECONDS, probe
+from stream_app.failstop import EXIT_CODES, Failure
+from stream_app.faust_compat import refuse_commits
+
+SHUTDOWN_POLL_SECONDS = 0.2
+
+for _reason in EXIT_CODES:
+    metrics.WORKER_FAILED.labels(_reason).set(0)
+
+
+def _stop_committing(failure: Failure) -> None:
+    refuse_commits(app.consumer)
+
+
+def _report(failure: Failure) -> None:
+    metrics.WORKER_FAILED.labels(failure.reason).set(1)
+
+
+failstop.on_failure(_stop_committing)
+failstop.on_failure(_report)
+
+
+@app.task
+async def watch_for_shutdown() -> None:
+    """Tell the FailStop as soon as the app begins to stop (mode sets `should_stop` first thing)."""
+    try:
+        while not app.should_stop:
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+    finally:  # cancelled: the app is stopping too
+        failstop.shutting_down()
+
+
+@app.task
+async def check_broker() -> None:
+    async def metadata() -> bool:
+        try:
+            client = app.producer._ensure_producer().client  # the producer's, as ProducerSink uses
+        except NotReady:  # not started yet
+            return False
+        return await client.force_metadata_update()
+
+    while not app.should_stop:
+        await probe(metadata, broker)
+        metrics.BROKER_CONNECTED.set(1 if broker.connected() else 0)
+        await asyncio.sleep(CHECK_INTERVAL_SECONDS)

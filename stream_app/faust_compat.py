@@ -1,0 +1,33 @@
+"""What this app needs from faust-streaming beyond its documented API, in one place, checked.
+
+Written against faust-streaming 0.15.3; tests/unit/shell/test_faust_compat.py fails when the code
+underneath changes (version, signatures, call paths), so an upgrade re-checks each item:
+
+- `refuse_commits(consumer)`: after a fail-stop (stream_app/failstop.py) no offset may be
+  committed. Faust commits from its commit timer, after every `broker_commit_every` acks, in
+  `wait_empty` (rebalances, shutdown), on task errors and through `app.commit`; every one of those
+  calls `Consumer.commit`, which calls `Consumer.force_commit`, the only caller of the code that
+  computes and sends offsets (`_commit_tps` -> `_commit_offsets` -> `_commit`). Replacing
+  `force_commit` on the consumer instance therefore stops them all.
+- Static membership needs no override: `AIOKafkaConsumerThread._create_worker_consumer` passes
+  `conf.consumer_group_instance_id` to aiokafka as `group_instance_id` (stream_app/app.py sets it
+  from LOYALTY_WORKER_NAME).
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+CHECKED_FAUST_VERSION = "0.15.3"
+
+
+def refuse_commits(consumer) -> None:
+    """From now on every offset commit of `consumer` (a Faust Consumer) commits nothing."""
+
+    log.warning("offset commits refused from now on: the worker has failed and is stopping")
+
+    async def _refused(*args, **kwargs) -> bool:
+        return False
+
+    consumer.force_commit = _refused
