@@ -23,6 +23,7 @@ SHUTDOWN_POLL_SECONDS = 0.2
 
 for _reason in EXIT_CODES:
     metrics.WORKER_FAILED.labels(_reason).set(0)
+metrics.BROKER_CONNECTED.set_function(lambda: 1 if broker.connected() else 0)  # as of the scrape
 
 
 def _stop_committing(failure: Failure) -> None:
@@ -58,5 +59,4 @@ async def check_broker() -> None:
 
     while not app.should_stop:
         await probe(metadata, broker)
-        metrics.BROKER_CONNECTED.set(1 if broker.connected() else 0)
         await asyncio.sleep(CHECK_INTERVAL_SECONDS)

@@ -9,6 +9,15 @@ underneath changes (version, signatures, call paths), so an upgrade re-checks ea
   calls `Consumer.commit`, which calls `Consumer.force_commit`, the only caller of the code that
   computes and sends offsets (`_commit_tps` -> `_commit_offsets` -> `_commit`). Replacing
   `force_commit` on the consumer instance therefore stops them all.
+- `verify_source_partitions(table, source_topic, verify)`: Faust checks at a table's first write
+  from a source topic that the topic and the table's changelog have as many partitions
+  (`Table._verify_source_topic_partitions`), with the counts of the consumer's metadata snapshot
+  (aiokafka's `GroupCoordinator._metadata_snapshot`). A topic missing from the metadata when the
+  group was joined counts 0 there (aiokafka: `partitions_for_topic(topic) or []`); at a fresh
+  deployment's first start the changelog topics, created moments before, can be missing, and the
+  first write would raise PartitionsMismatch ("... has 0 partitions") and fail-stop the worker.
+  The check is skipped while a count is 0 (and not remembered, so the next write checks again); a
+  real mismatch still raises. aiokafka rejoins the group once the topic shows up in its metadata.
 - Static membership needs no override: `AIOKafkaConsumerThread._create_worker_consumer` passes
   `conf.consumer_group_instance_id` to aiokafka as `group_instance_id` (stream_app/app.py sets it
   from LOYALTY_WORKER_NAME).
@@ -16,6 +25,7 @@ underneath changes (version, signatures, call paths), so an upgrade re-checks ea
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +41,11 @@ def refuse_commits(consumer) -> None:
         return False
 
     consumer.force_commit = _refused
+
+
+def verify_source_partitions(table, source_topic: str, verify: Callable[[str], None]) -> None:
+    """Faust's partition-count check (`verify`), once the consumer's metadata knows both topics."""
+    consumer = table.app.consumer
+    if 0 in (consumer.topic_partitions(source_topic), consumer.topic_partitions(table.changelog_topic_name)):
+        return  # one topic missing from the metadata snapshot: check again at the next write
+    verify(source_topic)

@@ -11,7 +11,8 @@ Reads, writes to the local store, recovery and standbys are Faust's, unchanged.
 
 Checked against faust-streaming 0.15.3: `Table.on_key_set`/`on_key_del` call `send_changelog`
 and read only `.message.partition` of its result; `Store.set_persisted_offset` is the store API
-Faust's own `_on_changelog_sent` calls.
+Faust's own `_on_changelog_sent` calls. The partition-count check at the first write waits for the
+consumer's metadata (stream_app/faust_compat.py `verify_source_partitions`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import orjson
 from faust.types import TP
 
 from stream_app.app import app, settings
+from stream_app.faust_compat import verify_source_partitions
 from topics.channels import changelogs
 from topics.outgoing import OutgoingBatches
 
@@ -75,6 +77,9 @@ class BatchedChangelogTable(faust.Table):
             value_bytes, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
         self.outgoing.add(topic.get_topic_name(), key_bytes, value_bytes, partition)
         return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+    def _verify_source_topic_partitions(self, source_topic: str) -> None:
+        verify_source_partitions(self, source_topic, super()._verify_source_topic_partitions)
 
     def _persist_offset(self, partition: int, offset: int) -> None:
         self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)

@@ -49,15 +49,15 @@ def remount(path: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
 
 
-def orders(seed: int = 3) -> list[dict]:
+def orders(members: int = MEMBERS, each: int = ORDERS_EACH, seed: int = 3, tag: str = "") -> list[dict]:
     """Orders and some refunds for many members, all on the orders topic (one partition per member:
     the applied order is the published order, as the core fold below assumes)."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=1)
     events = []
-    for n in range(ORDERS_EACH):
-        for m in range(MEMBERS):
-            member = f"m{m:04d}"
+    for n in range(each):
+        for m in range(members):
+            member = f"{tag}m{m:04d}"
             when = (start + timedelta(seconds=n * 60 + m / 100)).isoformat()
             if n and rng.random() < 0.15:
                 events.append({"event_id": f"{member}-r{n}", "member_id": member, "occurred_at": when,
