@@ -29,6 +29,7 @@ from datetime import datetime
 
 import orjson
 import pytest
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 from faust.types import Message
 from prometheus_client import REGISTRY
 
@@ -69,6 +70,7 @@ changelogs = importlib.import_module("topics.channels").changelogs
 schedule = agent_schedule.schedule
 program = agent_process.program
 topic_names = agent_process.topic_names
+outgoing_module = importlib.import_module("topics.outgoing")
 
 M1 = b"m1"
 DAY = 24 * 60 * 60 * 1000
@@ -466,6 +468,103 @@ async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, m
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
     assert state_of().event_ids == ["e2"]
     assert (state_of().ledger.available, state_of().ledger.pending) == (5, 0)
+
+
+async def test_an_output_too_large_to_send_is_replaced_by_a_dead_letter_for_its_event(pipeline, monkeypatch):
+    real_size = outgoing_module.record_size
+
+    def size(key, value):  # the points_pending rewards (order, first-order bonus) "over the limit"
+        too_large = value and b'"type":"points_pending"' in value
+        return outgoing_module.MAX_RECORD_BYTES + 1 if too_large else real_size(key, value)
+
+    monkeypatch.setattr(outgoing_module, "record_size", size)
+    message = await pipeline.put("orders", raw(order("o1")))
+
+    assert pipeline.to("rewards") == []
+    letters = pipeline.to("dead-letters")  # one per output not sent
+    assert len(letters) == 2
+    for letter in letters:
+        assert (letter["error"], letter["topic"], letter["offset"]) == (
+            "output_too_large", topic_names.name("orders"), message.offset)
+        assert letter["detail"] == "its rewards record is 1048577 bytes, limit 1048576"
+    assert [n["template"] for n in pipeline.to("notifications")] == ["points_pending"]
+    assert state_of().ledger.pending == 223  # the state keeps the change
+
+
+# -- agents.batch: fail-stop ------------------------------------------------------------------------
+
+async def put_and_wait(pipeline: Pipeline, kind: str, value: bytes, seconds: float = 0.3) -> Message:
+    """Put one message and give the agent `seconds`; the message may stay unacked."""
+    channel = pipeline.agent.stream().channel
+    message = pipeline._message(kind, value, M1)
+    message.incref()
+    await channel.put(await channel.decode(message))
+    await asyncio.sleep(seconds)
+    return message
+
+
+async def test_a_store_that_cannot_write_stops_the_pipeline_and_nothing_is_acked_after_it(pipeline, monkeypatch):
+    real_write = members.write
+
+    def full(key, state):
+        raise Exception("IO error: No space left on device: While appending to file: 000004.log")
+
+    monkeypatch.setattr(members, "write", full)
+    first = await put_and_wait(pipeline, "shares", raw(share("e1")))
+
+    failure = pipeline.failstop.failure
+    assert (failure.reason, failure.exit_code) == ("store", 74) and "No space left" in failure.detail
+    assert not first.acked and M1 not in members and pipeline.changelog() == []
+
+    monkeypatch.setattr(members, "write", real_write)  # space again: still nothing until the restart
+    second = await put_and_wait(pipeline, "shares", raw(share("e2")))
+    assert not second.acked and M1 not in members
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # e1's, sent before the write
+    assert pipeline.agent._crash_reason is None  # halted, not crashed (Faust would ack on a crash)
+
+
+async def test_a_store_that_cannot_read_stops_the_pipeline_without_a_dead_letter(pipeline, monkeypatch):
+    def broken(key):
+        raise Exception("IO error: Input/output error")
+
+    monkeypatch.setattr(members, "read", broken)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == "store" and not message.acked
+    assert pipeline.sent == []  # its (processing_error) dead letter never went out: the batch was never sent
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (MessageSizeTooLargeError(), "changelog"),
+    (TopicAuthorizationFailedError("members-changelog"), "authorization"),
+], ids=["too-large", "authorization"])
+async def test_a_changelog_record_refused_for_good_stops_the_pipeline(pipeline, monkeypatch, error, reason):
+    hand_off = outgoing.sink.hand_off
+
+    async def refusing(topic, partition, records):
+        if topic == members.changelog_topic.get_topic_name():
+            raise error
+        return await hand_off(topic, partition, records)
+
+    monkeypatch.setattr(outgoing.sink, "hand_off", refusing)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == reason and not message.acked
+
+
+async def test_an_output_topic_refusing_records_for_good_stops_the_pipeline_before_any_state_is_written(
+        pipeline, monkeypatch):
+    async def refusing(topic, partition, records):
+        raise InvalidTopicError()
+
+    monkeypatch.setattr(outgoing.sink, "hand_off", refusing)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == "output" and not message.acked
+    assert M1 not in members
+
+
+async def test_a_failure_in_another_pipeline_stops_this_one_from_acking(pipeline):
+    pipeline.failstop.fail("store", OSError("the devices store failed"))
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert not message.acked and M1 not in members and pipeline.sent == []
 
 
 async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipeline):
