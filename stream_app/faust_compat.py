@@ -18,6 +18,12 @@ underneath changes (version, signatures, call paths), so an upgrade re-checks ea
   first write would raise PartitionsMismatch ("... has 0 partitions") and fail-stop the worker.
   The check is skipped while a count is 0 (and not remembered, so the next write checks again); a
   real mismatch still raises. aiokafka rejoins the group once the topic shows up in its metadata.
+- `request_rejoin(app)`: makes the consumer rejoin its group now, from the consumer's own thread
+  (Faust runs aiokafka in `AIOKafkaConsumerThread`: `call_thread`, `_ensure_consumer()`), with
+  aiokafka's `GroupCoordinator.request_rejoin`. A rejoining group leader always makes the broker
+  rebalance (for a follower with unchanged metadata the broker just answers with the current
+  assignment), which is how aiokafka itself reacts to topic metadata changes. Used when a static
+  member got a stale assignment back (stream_app/assignment.py).
 - Static membership needs no override: `AIOKafkaConsumerThread._create_worker_consumer` passes
   `conf.consumer_group_instance_id` to aiokafka as `group_instance_id` (stream_app/app.py sets it
   from LOYALTY_WORKER_NAME).
@@ -49,3 +55,13 @@ def verify_source_partitions(table, source_topic: str, verify: Callable[[str], N
     if 0 in (consumer.topic_partitions(source_topic), consumer.topic_partitions(table.changelog_topic_name)):
         return  # one topic missing from the metadata snapshot: check again at the next write
     verify(source_topic)
+
+
+async def request_rejoin(app) -> None:
+    """Ask the group to rebalance: the consumer rejoins at its next poll."""
+    thread = app.consumer._thread
+
+    async def rejoin() -> None:
+        thread._ensure_consumer()._coordinator.request_rejoin()
+
+    await thread.call_thread(rejoin)

@@ -14,7 +14,12 @@ from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from stream_app.faust_compat import CHECKED_FAUST_VERSION, refuse_commits, verify_source_partitions
+from stream_app.faust_compat import (
+    CHECKED_FAUST_VERSION,
+    refuse_commits,
+    request_rejoin,
+    verify_source_partitions,
+)
 
 
 def calls_in(cls, name: str) -> list[str]:
@@ -92,3 +97,31 @@ def test_the_partition_check_waits_for_both_counts(counts, checked):
                             app=SimpleNamespace(consumer=SimpleNamespace(topic_partitions=counts.get)))
     verify_source_partitions(table, "src", calls.append)
     assert calls == (["src"] if checked else [])
+
+
+def test_the_consumer_thread_and_the_coordinator_offer_what_request_rejoin_uses():
+    from mode.threads import QueueServiceThread
+
+    assert issubclass(faust_aiokafka.AIOKafkaConsumerThread, QueueServiceThread)
+    assert list(inspect.signature(QueueServiceThread.call_thread).parameters)[:2] == ["self", "fun"]
+    assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer")
+    assert "self._rejoin_needed_fut.set_result(None)" in inspect.getsource(
+        group_coordinator.GroupCoordinator.request_rejoin)
+    assert "self._consumer._coordinator" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.topic_partitions)
+    from faust.transport.consumer import ThreadDelegateConsumer
+    assert "self._thread = self._new_consumer_thread()" in inspect.getsource(ThreadDelegateConsumer.__init__)
+
+
+async def test_request_rejoin_runs_in_the_consumer_thread():
+    requested, ran_in = [], []
+
+    class Thread:
+        def _ensure_consumer(self):
+            return SimpleNamespace(_coordinator=SimpleNamespace(request_rejoin=lambda: requested.append(True)))
+
+        async def call_thread(self, fun):
+            ran_in.append("thread")
+            return await fun()
+
+    await request_rejoin(SimpleNamespace(consumer=SimpleNamespace(_thread=Thread())))
+    assert ran_in == ["thread"] and requested == [True]
