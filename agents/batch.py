@@ -38,7 +38,7 @@ from typing import Any
 from faust.streams import _current_event
 from faust.types import EventT
 
-from stream_app.failstop import FailStop
+from stream_app.failstop import FailStop, StoreFailure
 from topics.outgoing import DeliveryFailed, OutgoingBatches
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,6 @@ class BatchStates:
         """Write the current state again (a duplicate event: the changelog may lack this state)."""
         if key not in self.changed and (state := self.get(key)) is not None:
             self.changed[key] = (state, event)
-
-
-class StoreFailure(Exception):
-    """The local state store could not read or write (disk full, I/O error)."""
 
 
 class BatchPipeline:

@@ -50,6 +50,10 @@ HOLD_SECONDS = 15.0  # a failed worker stays up this long, unready, before it ex
 SHUTDOWN_DEADLINE_SECONDS = 20.0  # from the start of a shutdown to the process's exit, at most
 
 
+class StoreFailure(Exception):
+    """The local state store could not read or write (disk full, I/O error): reason `store`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     reason: str  # a key of EXIT_CODES

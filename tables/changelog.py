@@ -23,6 +23,7 @@ import orjson
 from faust.types import TP
 
 from stream_app.app import app, settings
+from stream_app.failstop import StoreFailure
 from stream_app.faust_compat import verify_source_partitions
 from topics.channels import changelogs
 from topics.outgoing import OutgoingBatches
@@ -82,7 +83,10 @@ class BatchedChangelogTable(faust.Table):
         verify_source_partitions(self, source_topic, super()._verify_source_topic_partitions)
 
     def _persist_offset(self, partition: int, offset: int) -> None:
-        self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
+        try:
+            self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
+        except Exception as exc:  # RocksDB cannot write (disk full): the batch pipeline fail-stops
+            raise StoreFailure(f"persisting the changelog offset of {self.name}[{partition}]: {exc}") from exc
 
 
 def json_table(name: str, help: str) -> BatchedChangelogTable:
