@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from aiokafka.errors import (
@@ -140,3 +141,10 @@ def test_retriable_follows_aiokafka_for_broker_errors_and_retries_client_errors(
     assert retriable(KafkaTimeoutError()) and retriable(KafkaConnectionError()) and retriable(ConnectionError())
     assert not retriable(InvalidTopicError()) and not retriable(TopicAuthorizationFailedError())
     assert not retriable(MessageSizeTooLargeError()) and not retriable(RecordTooLargeError())
+
+
+def test_the_app_gives_the_producer_this_limit_and_the_worker_name():
+    app_source = (Path(__file__).resolve().parents[3] / "stream_app" / "app.py").read_text()
+    assert "producer_max_request_size=MAX_RECORD_BYTES" in app_source
+    assert "consumer_group_instance_id=settings.worker_name" in app_source
+    assert MAX_RECORD_BYTES <= 1_048_588  # the brokers' default message.max.bytes
