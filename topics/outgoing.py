@@ -10,7 +10,7 @@ their events only after that future completes (agents/batch.py).
 Keyed messages without an explicit partition go where Kafka's default partitioner puts them
 (murmur2 of the key), so they agree with every other producer of the same topic.
 
-Delivery failures (docs/contracts.md, "Delivery failures"): a failure that sending again can cure
+Delivery failures (docs/contracts.md, "Delivery guarantees"): a failure that sending again can cure
 (the broker unreachable or restarting, a leader moving, a full producer buffer) is retried with
 backoff for as long as it lasts. One that cannot is never retried:
 
@@ -57,6 +57,8 @@ RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between tries; then 5 
 #: (topics/validation.py) and dead letters at about 400 KiB (topics/dead_letters.py), so only a
 #: member state (a changelog record) can come near it.
 MAX_RECORD_BYTES = 1024 * 1024
+
+_RECORD_OVERHEAD = 1024  # more than a record batch's header and one record's framing ever add
 
 _AUTHORIZATION = (TopicAuthorizationFailedError, ClusterAuthorizationFailedError, GroupAuthorizationFailedError,
                   TransactionalIdAuthorizationFailed)
@@ -135,7 +137,8 @@ class OutgoingBatches:
 
         A record over MAX_RECORD_BYTES is not queued: it goes to the `on_too_large` handler, or
         raises DeliveryFailed without one."""
-        if (size := record_size(key, value)) > MAX_RECORD_BYTES:
+        if (len(key or b"") + len(value or b"") > MAX_RECORD_BYTES - _RECORD_OVERHEAD  # cheap test first
+                and (size := record_size(key, value)) > MAX_RECORD_BYTES):
             if self._too_large is None:
                 raise DeliveryFailed(topic, partition, RecordTooLargeError(
                     f"a record of {size} bytes, limit {MAX_RECORD_BYTES}"))

@@ -478,6 +478,7 @@ async def test_an_output_too_large_to_send_is_replaced_by_a_dead_letter_for_its_
         return outgoing_module.MAX_RECORD_BYTES + 1 if too_large else real_size(key, value)
 
     monkeypatch.setattr(outgoing_module, "record_size", size)
+    monkeypatch.setattr(outgoing_module, "_RECORD_OVERHEAD", outgoing_module.MAX_RECORD_BYTES)  # always measure
     message = await pipeline.put("orders", raw(order("o1")))
 
     assert pipeline.to("rewards") == []

@@ -124,6 +124,17 @@ async def test_a_record_over_the_limit_goes_to_the_handler_and_is_not_sent():
     assert [records for _, _, records in sink.handed] == [[(b"m1", b"{}")]]
 
 
+async def test_a_record_just_under_the_limit_is_sent():
+    sink = Sink()
+    batches = OutgoingBatches(sink)
+    batches.on_too_large(lambda *args: pytest.fail("not too large"))
+    value = b"x" * (MAX_RECORD_BYTES - 100)
+    assert record_size(b"m1", value) <= MAX_RECORD_BYTES
+    batches.add("members-changelog", b"m1", value, partition=0)
+    await batches.flush()
+    assert [records for _, _, records in sink.handed] == [[(b"m1", value)]]
+
+
 def test_without_a_handler_a_record_over_the_limit_raises():
     batches = OutgoingBatches(Sink())
     with pytest.raises(DeliveryFailed, match="limit 1048576"):
