@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -125,9 +126,9 @@ class IsolatedWorker(Worker):
 
     def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path) -> None:
         super().__init__(env, data_dir, log_path)
-        socks = Path(f"/tmp/loyalty-netns-{os.getpid()}-{self.port}")
-        socks.mkdir(exist_ok=True)
-        self._kafka_sock, self._web_sock = socks / "kafka.sock", socks / "web.sock"
+        self._socks = Path(f"/tmp/loyalty-netns-{os.getpid()}-{self.port}")
+        self._socks.mkdir(exist_ok=True)
+        self._kafka_sock, self._web_sock = self._socks / "kafka.sock", self._socks / "web.sock"
         self._relays = _Relays(self._kafka_sock, self._web_sock, self.port)
 
     def start(self, ready_timeout: float = 90) -> IsolatedWorker:
@@ -162,6 +163,7 @@ class IsolatedWorker(Worker):
     def stop(self) -> None:
         super().stop()
         self._relays.close()
+        shutil.rmtree(self._socks, ignore_errors=True)
 
 
 def _quote(text: str) -> str:
