@@ -17,14 +17,20 @@ A crash before 2 replays the events, which send the same outputs again (same ids
 dedupe); no state claims them yet. A crash during 2 can leave the local store ahead of the
 changelog: the replayed event is then a duplicate for this store, and `keep` writes the state
 again, so the changelog catches up. Nothing is lost and no event counts twice, whichever worker
-replays it. A failed delivery is handed over again until it succeeds (topics/outgoing.py), and
-so is a failed table write (step 2). Any other failure of a batch stops the worker rather than
-letting Faust restart the agent past events it never wrote (`consume`).
+replays it. A failed delivery is handed over again while retrying can help (topics/outgoing.py).
+
+When the state cannot be made durable (the store cannot read or write, a changelog or output
+record is refused for good) or the pipeline itself breaks, the writer does not raise: it trips
+the worker's `FailStop` (stream_app/failstop.py). From then on no pipeline acks anything, `submit`
+waits for the exit instead of taking more batches, and the wiring refuses offset commits, so
+nothing is committed past the last durable batch; the worker exits non-zero and is restarted.
+Any other failure of a batch (an exception outside the per-event handling) trips the FailStop too
+(`internal`): Faust would restart the agent on the events after the batch, and a later commit
+could pass events that were never written.
 """
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -32,8 +38,9 @@ from typing import Any
 
 from faust.types import EventT
 
+from stream_app.failstop import FailStop, StoreFailure
 from stream_app.faust_compat import hold, set_current_event
-from topics.outgoing import RETRY_BACKOFF, OutgoingBatches
+from topics.outgoing import DeliveryFailed, OutgoingBatches
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +78,12 @@ class BatchStates:
 class BatchPipeline:
     """One agent's batches between `submit` and their acks, and the task that writes them."""
 
-    def __init__(self, table, outputs: OutgoingBatches, changelogs: OutgoingBatches) -> None:
+    def __init__(self, table, outputs: OutgoingBatches, changelogs: OutgoingBatches, failstop: FailStop) -> None:
         self._table, self._outputs, self._changelogs = table, outputs, changelogs
+        self._failstop = failstop
         self._in_flight: deque[BatchStates] = deque()  # submitted, not yet written; oldest first
         self._queue: asyncio.Queue | None = None
         self._writer: asyncio.Task | None = None
-        self._app: Any = None  # the stream's app, set by consume: what a failed batch crashes
 
     async def consume(self, stream, apply: Callable[[BatchStates, EventT], Any],
                       failed: Callable[[EventT, Exception], None],
@@ -84,23 +91,16 @@ class BatchPipeline:
         """Work through `stream` batch by batch until it ends: `apply` each event to the batch's
         states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
         would ack the message silently), submit the batch, then call `submitted` with what
-        `apply` returned for each event (None left out).
-
-        Each event is held from the moment its batch arrives, so only the writer acks it. A failure
-        of the batch itself (submitting it, or the writer) stops the worker (`app.crash`): Faust
-        would restart the agent on the events after the batch, and a later commit could pass
-        events that were never written. The restarted worker reads them again from its committed
-        offsets."""
-        self._app = stream.app
+        `apply` returned for each event (None left out)."""
         try:
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
                 for event in events:
                     hold(event.message)  # take_events' own ack leaves it held: the writer acks it
                 try:
                     await self._consume_batch(events, apply, failed, submitted)
-                except Exception as exc:
-                    await self._app.crash(exc)
-                    return
+                except Exception as exc:  # a defect outside the per-event handling: stop, ack nothing
+                    self._failstop.fail("internal", exc)
+                    await self._failstop.halted()
         finally:
             await self.stop()
 
@@ -112,6 +112,8 @@ class BatchPipeline:
             at(event)
             try:
                 returned.append(apply(states, event))
+            except StoreFailure:
+                raise
             except Exception as exc:  # one event's failure must not stop the stream
                 message = event.message
                 log.exception("processing failed: topic=%s partition=%s offset=%s",
@@ -126,56 +128,74 @@ class BatchPipeline:
         for batch in reversed(self._in_flight):
             if key in batch.changed:
                 return batch.changed[key][0]
-        return self._table.read(key)
+        try:
+            return self._table.read(key)
+        except ValueError:  # a stored value that is not JSON: this member's problem, dead-lettered by the agent
+            raise
+        except Exception as exc:  # the store itself: stop before anything is acked past it
+            self._failstop.fail("store", exc)
+            raise StoreFailure(f"reading {key!r}: {exc}") from exc
 
     async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
-        """Hand the batch's outputs to the producer and queue it for the writer."""
-        if self._writer is None or self._writer.done():
-            if self._writer is not None and not self._writer.cancelled() and self._writer.exception():
-                raise RuntimeError("the batch writer failed") from self._writer.exception()
-            self._queue = asyncio.Queue(MAX_IN_FLIGHT)
-            self._writer = asyncio.ensure_future(self._write_batches(self._queue))
-        delivered = await self._outputs.send()
-        self._in_flight.append(batch)
-        await self._queue.put((batch, events, delivered))
+        """Hand the batch's outputs to the producer and queue it for the writer; after a failure,
+        wait for the worker's exit instead (the events stay unacked)."""
+        if self._failstop.failure is None:
+            try:
+                if self._writer is None or self._writer.done():
+                    self._queue = asyncio.Queue(MAX_IN_FLIGHT)
+                    self._writer = asyncio.ensure_future(self._write_batches(self._queue))
+                delivered = await self._outputs.send()
+            except Exception as exc:
+                self._failstop.fail(_reason(exc, "output"), exc)
+            else:
+                self._in_flight.append(batch)
+                await self._queue.put((batch, events, delivered))
+                return
+        await self._failstop.halted()
 
     async def stop(self) -> None:
         """Cancel the writer: batches not yet written stay unacked and are consumed again."""
         if self._writer is not None:
             self._writer.cancel()
+        self._writer = self._queue = None
         self._in_flight.clear()
 
     async def _write_batches(self, queue: asyncio.Queue) -> None:
+        """Finish the batches in order; the first failure trips the FailStop and ends the writer."""
+        stage = "output"
         try:
             while True:
                 batch, events, delivered = await queue.get()
+                stage = "output"
                 await delivered
-                await self._write(batch)
+                stage = "changelog"
+                self._write(batch)
+                await self._changelogs.flush()
+                if self._failstop.failure is not None:
+                    return  # another pipeline failed: ack nothing more
                 for event in events:
                     event.ack()
                 self._in_flight.popleft()
                 queue.task_done()
-        except Exception as exc:  # a defect: this batch and the next stay unacked, the worker stops
-            await self._app.crash(exc)
-            raise  # and `submit` starts no other writer
+        except Exception as exc:  # not CancelledError: stop() cancels a healthy writer
+            self._failstop.fail(_reason(exc, stage), exc)
 
-    async def _write(self, batch: BatchStates) -> None:
-        """Write each changed state (local store and changelog record) and wait for the changelog.
-
-        A failure is tried again, with backoff, until the write succeeds: the batch's events stay
-        unacked meanwhile and the agent waits (MAX_IN_FLIGHT). Seen: a changelog topic created at
-        start-up missing from the consumer's metadata for a while (Faust's PartitionsMismatch).
-        Writing a state twice is harmless: the same value, and a compacted changelog.
-        """
-        for attempt in itertools.count():
+    def _write(self, batch: BatchStates) -> None:
+        """Write each changed state once (local store, and its changelog record to the outgoing batch)."""
+        for key, (state, event) in batch.changed.items():
+            at(event)
             try:
-                for key, (state, event) in batch.changed.items():
-                    at(event)
-                    self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
-                await self._changelogs.flush()
-                return
+                self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
+            except DeliveryFailed:
+                raise
             except Exception as exc:
-                delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-                log.error("writing %d states failed (%s: %s); writing them again in %.1fs",
-                          len(batch.changed), type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
+                raise StoreFailure(f"writing {key!r}: {exc}") from exc
+
+
+def _reason(exc: Exception, stage: str) -> str:
+    """The FailStop reason of a failure at `stage` ("output": outputs; "changelog": table writes)."""
+    if isinstance(exc, DeliveryFailed):
+        return "authorization" if exc.authorization else stage
+    if isinstance(exc, StoreFailure):
+        return "store"
+    return "internal"

@@ -45,7 +45,7 @@ class DeviceIndexer:
 
 def register(app: faust.App, parts: Parts) -> DeviceIndexer:
     indexer = DeviceIndexer(parts)
-    pipeline = BatchPipeline(parts.devices, parts.outgoing, parts.changelogs)
+    pipeline = BatchPipeline(parts.devices, parts.outgoing, parts.changelogs, parts.failstop)
 
     async def index_devices(stream) -> None:
         await pipeline.consume(stream, indexer.link, indexer.failed)

@@ -108,7 +108,7 @@ class MemberProcessor:
 def register(app: faust.App, parts: Parts) -> MemberProcessor:
     """Add the processing agent to `app`; returns what it applies each event with."""
     processor = MemberProcessor(parts)
-    pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs)
+    pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop)
 
     async def process(stream) -> None:
         await parts.topics.declare_all()

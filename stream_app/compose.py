@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import faust
 
 from agents import devices as device_agent
-from agents import observe, projection, schedule
+from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents.emit import Emitter
 from stream_app import faust_compat, web
+from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
+from stream_app.failstop import FailStop
 from stream_app.kafka_security import exit_unless_login, faust_credentials
 from stream_app.parts import Parts
 from stream_app.settings import Settings
@@ -27,7 +29,7 @@ from tables.members import members_table
 from tables.redis_projection import RedisProjection, key_prefix
 from topics.catalog import TopicNames
 from topics.kafka_topics import KafkaTopics
-from topics.outgoing import OutgoingBatches, ProducerSink
+from topics.outgoing import MAX_RECORD_BYTES, OutgoingBatches, ProducerSink
 
 #: Faust and aiokafka log every send at DEBUG; building those records cost ~9% of a worker's time.
 CHATTY_LOGGERS = ("aiokafka", "faust.topics")
@@ -64,10 +66,13 @@ def faust_app(settings: Settings) -> faust.App:
         # it (docs/scaling.md, "Events lost after a restart or a rebalance").
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
+        consumer_group_instance_id=settings.worker_name,  # static membership: a restart rejoins without waiting
         key_serializer="raw",
         value_serializer="raw",
         producer_linger=0.005,  # batch sends for 5 ms: far fewer produce requests per event
         producer_max_batch_size=512 * 1024,  # an agent batch goes out as one record batch per partition
+        producer_max_request_size=MAX_RECORD_BYTES,  # 1 MiB: the largest record sent, as the broker's default limit
+        producer_request_timeout=30.0,  # a failed delivery surfaces (and is retried) after 30 s, not Faust's 20 min
         autodiscover=False,
     )
 
@@ -89,6 +94,7 @@ def build_parts(settings: Settings, program: Program) -> Parts:
         schedule=DueSchedule(),
         projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
         emitter=Emitter(outgoing, names),
+        failstop=FailStop(), broker=BrokerContact(),
     )
 
 
@@ -111,6 +117,7 @@ def build_app(settings: Settings, program: Program) -> Wired:
     wired = Wired(app, parts, processor=process_agent.register(app, parts), indexer=device_agent.register(app, parts),
                   due_work=schedule.register(app, parts), observer=observe.register(app, parts))
     projection.register(app, parts)
+    guard.register(app, parts)
     web.register(app, parts)
     faust_compat.drop_builtin_pages(app)
 

@@ -12,6 +12,11 @@ The service leans on a few parts of faust-streaming that are not public API:
   (tables/changelog.py), and `Store.set_persisted_offset`; `Table.partition_for_key`, overridden
   there too (Faust's partition-count check fails on a changelog topic created a moment ago);
 - the web server's blueprint list, to serve none of Faust's built-in pages;
+- `Consumer.force_commit`, replaced on the consumer instance by `refuse_commits` after a fail-stop
+  (stream_app/failstop.py): every commit path (the commit timer, `broker_commit_every`,
+  `wait_empty` at rebalances and shutdown, task errors, `app.commit`) goes through it;
+- aiokafka's `GroupCoordinator.request_rejoin`, called from Faust's consumer thread by
+  `request_rejoin`, when a static member was handed a stale assignment (stream_app/assignment.py);
 - `FlowControlEvent.resume` (mode-streaming, under `app.flow_control`), replaced by
   `keep_delivered_on_resume`: as released it empties every stream queue on each call, and Faust's
   recovery calls it once more after seeking the stream partitions, while the flow is already on and
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import weakref
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +42,8 @@ from faust.streams import _current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
 from mode.utils.queues import FlowControlEvent
+
+log = logging.getLogger(__name__)
 
 #: The faust-streaming releases whose internals were read for this module (pyproject pins <0.16).
 SUPPORTED = ("0.15.3",)
@@ -138,3 +146,23 @@ def drop_builtin_pages(app: faust.App) -> None:
     manager = app.web.blueprints
     manager._enabled = [(prefix, bp) for prefix, bp in manager._enabled
                         if not (isinstance(bp, str) and bp.startswith(BUILTIN_BLUEPRINT_PREFIX))]
+
+
+def refuse_commits(consumer: Consumer) -> None:
+    """From now on every offset commit of `consumer` (a Faust Consumer) commits nothing."""
+    log.warning("offset commits refused from now on: the worker has failed and is stopping")
+
+    async def _refused(*args: Any, **kwargs: Any) -> bool:
+        return False
+
+    consumer.force_commit = _refused
+
+
+async def request_rejoin(app: faust.App) -> None:
+    """Ask the group to rebalance: the consumer rejoins at its next poll (from the consumer's own thread)."""
+    thread = app.consumer._thread
+
+    async def rejoin() -> None:
+        thread._ensure_consumer()._coordinator.request_rejoin()
+
+    await thread.call_thread(rejoin)

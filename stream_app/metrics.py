@@ -25,6 +25,10 @@ DUE_ERRORS = Counter("loyalty_due_errors", "Members whose due work could not be 
 SEND_RETRIES = Counter("loyalty_producer_send_retries",
                        "Batches of outgoing messages sent again after a failed delivery, by topic kind.", ["topic"])
 DUE_SCHEDULED = Gauge("loyalty_due_scheduled", "Members with due work scheduled on this worker.")
+WORKER_FAILED = Gauge("loyalty_worker_failed", "1 once this worker failed (it stopped consuming and committing, "
+                      "and exits soon), by reason (stream_app/failstop.py).", ["reason"])
+BROKER_CONNECTED = Gauge("loyalty_broker_connected",
+                         "1 while a metadata request to the Kafka brokers succeeded within the last 15 s.")
 
 _children: dict[tuple, object] = {}
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import faust
 
 from agents.emit import Emitter
+from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
+from stream_app.failstop import FailStop
 from stream_app.settings import Settings
 from tables.changelog import BatchedChangelogTable
 from tables.redis_projection import RedisProjection
@@ -33,3 +35,7 @@ class Parts:
     schedule: DueSchedule
     projection: RedisProjection
     emitter: Emitter
+    #: shared by every batch pipeline (agents/batch.py), /ready and agents/guard.py
+    failstop: FailStop
+    #: kept by agents/guard.py, read by /ready
+    broker: BrokerContact

@@ -4,8 +4,10 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ DEFAULTS = {
     "LOYALTY_KAFKA_SSL_CA_FILE": "",
     "LOYALTY_KAFKA_SSL_CERT_FILE": "",
     "LOYALTY_KAFKA_SSL_KEY_FILE": "",
+    "LOYALTY_WORKER_NAME": "",
 }
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -69,6 +72,10 @@ class KafkaSecurity:
     def uses_tls(self) -> bool:
         return self.protocol.endswith("SSL")
 
+#: LOYALTY_WORKER_NAME that turns static group membership off.
+DYNAMIC_MEMBERSHIP = "-"
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka accepts as a group.instance.id
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -92,6 +99,8 @@ class Settings:
     read_token: str = field(repr=False)
     pii_key: bytes = field(repr=False)
     kafka_security: KafkaSecurity
+    #: The consumer's group.instance.id (Kafka static membership); None: dynamic membership.
+    worker_name: str | None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -182,6 +191,23 @@ def load_kafka_security(environ: dict[str, str] | None = None) -> KafkaSecurity:
     return _kafka_security(_environment(environ))
 
 
+def _worker_name(value: str, data_dir: Path) -> str | None:
+    """The stable name a restarted worker rejoins its group with (docs/configuration.md).
+
+    Default: this host's name and a hash of the data dir, so two workers on one host differ and a
+    worker restarted on the same host and data dir gets its partitions back without a rebalance.
+    """
+    if value == DYNAMIC_MEMBERSHIP:
+        return None
+    if not value:
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:200] or "worker"
+        return f"{host}-{hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]}"
+    if not _INSTANCE_ID.fullmatch(value):
+        raise ValueError(f"LOYALTY_WORKER_NAME must be 1-249 of A-Z a-z 0-9 . _ - (or {DYNAMIC_MEMBERSHIP!r}), "
+                         f"got {value!r}")
+    return value
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings from `environ` (default: the process environment) over the documented defaults."""
     env = _environment(environ)
@@ -201,4 +227,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
         kafka_security=_kafka_security(env),
+        worker_name=_worker_name(env["LOYALTY_WORKER_NAME"], Path(env["LOYALTY_DATA_DIR"])),
     )

@@ -29,6 +29,12 @@ def bearer_ok(request: Request, token: str) -> bool:
 
 def register(app: faust.App, parts: Parts) -> None:
     settings, program, members = parts.settings, parts.program, parts.members
+    failstop, broker = parts.failstop, parts.broker
+
+    def failure() -> dict | None:
+        failed = failstop.failure
+        return None if failed is None else {"reason": failed.reason, "detail": failed.detail,
+                                            "exit_code": failed.exit_code}
     admin_topic = parts.topics.produced["admin"]
 
     @app.page("/members/{member_id}")
@@ -54,6 +60,8 @@ def register(app: faust.App, parts: Parts) -> None:
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            if failstop.failure is not None:  # stopped for good: it exits by itself shortly
+                return self.json({"status": "failed", "failure": failure()}, status=503)
             return self.json({"status": "ok"})
 
     @app.page("/ready")
@@ -61,8 +69,10 @@ def register(app: faust.App, parts: Parts) -> None:
         async def get(self, request: Request) -> Response:
             assigned = bool(app.consumer.assignment())
             recovered = app.tables.recovery.completed.is_set()
-            ready = assigned and recovered and not app.rebalancing
-            body = {"ready": ready, "partitions_assigned": assigned, "tables_recovered": recovered}
+            connected = broker.connected()
+            ready = assigned and recovered and not app.rebalancing and connected and failstop.failure is None
+            body = {"ready": ready, "partitions_assigned": assigned, "tables_recovered": recovered,
+                    "broker_connected": connected, "failure": failure()}
             return self.json(body, status=200 if ready else 503)
 
     @app.page("/admin/members/{member_id}/{action}")

@@ -19,6 +19,7 @@ from faust.exceptions import PartitionsMismatch
 from faust.streams import current_event
 from faust.types import TP
 
+from stream_app.failstop import StoreFailure
 from stream_app.faust_compat import changelog_send_result
 from topics.outgoing import OutgoingBatches
 
@@ -98,7 +99,10 @@ class BatchedChangelogTable(faust.Table):
         return changelog_send_result(partition)
 
     def _persist_offset(self, partition: int, offset: int) -> None:
-        self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
+        try:
+            self.data.set_persisted_offset(TP(self.changelog_topic.get_topic_name(), partition), offset)
+        except Exception as exc:  # RocksDB cannot write (disk full): the batch pipeline fail-stops
+            raise StoreFailure(f"persisting the changelog offset of {self.name}[{partition}]: {exc}") from exc
 
 
 def json_table(app: faust.App, name: str, help: str, *, changelogs: OutgoingBatches,

@@ -21,22 +21,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-import faust
 import orjson
 import pytest
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 from faust.types import Message
 from prometheus_client import REGISTRY
 
 import agents.process
+import topics.outgoing as outgoing_module
 from agents import devices as device_agent
 from agents import observe, schedule
 from stream_app.compose import build_parts
 from stream_app.core.due import next_due
 from stream_app.core.member import Member
 from stream_app.core.program import Program, default_program_text, load_program, parse_program
+from stream_app.failstop import FailStop
 from stream_app.settings import load_settings
 from topics.outgoing import partition_for
 from topics.validation import validate_output
@@ -44,10 +46,15 @@ from topics.validation import validate_output
 _APP_IDS = itertools.count()
 
 
+exits: list[int] = []  # what a FailStop of these tests would have exited with
+
+
 def build_test_parts(program: Program | None = None):
-    """A fresh app of its own: memory store, its own app id, `program` (default: the packaged one)."""
+    """A fresh app of its own: memory store, its own app id, `program` (default: the packaged one), and a
+    FailStop that records its exit instead of leaving the process."""
     settings = load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": f"agents-test-{next(_APP_IDS)}"})
-    return build_parts(settings, program or load_program(""))
+    parts = build_parts(settings, program or load_program(""))
+    return replace(parts, failstop=FailStop(exit=exits.append, timer=lambda seconds, action: None))
 
 
 M1 = b"m1"
@@ -105,6 +112,9 @@ class RecordingSink:
     async def partition_count(self, topic: str) -> int:
         return self.parts.settings.partitions
 
+    async def topic_exists(self, topic: str) -> bool:
+        return True
+
     async def hand_off(self, topic: str, partition: int, records: list[tuple]) -> asyncio.Future:
         """Record the records; the delivery future is already done (acknowledged)."""
         if topic == self.parts.members.changelog_topic.get_topic_name():
@@ -125,6 +135,7 @@ class Pipeline:
         self.app, self.members, self.schedule, self.program = parts.app, parts.members, parts.schedule, parts.program
         self.names, self.outgoing = parts.names, parts.outgoing
         self.due_work, self.observer = due_work, observer
+        self.failstop = parts.failstop  # the app's own: a failure in one test stays in that test
 
     async def put(self, kind: str, value: bytes | None, key: bytes | None = M1,
                   partition: int | None = None) -> Message:
@@ -338,60 +349,6 @@ async def test_events_arriving_while_a_batch_is_delivered_each_count_once(pipeli
     assert pipeline.state_of().event_ids == ["e1", "e2", "e3"]
 
 
-async def test_a_failed_table_write_is_written_again_before_the_events_are_acked(pipeline, monkeypatch):
-    """Seen on a fresh deployment: the changelog topic missing from the consumer's metadata for a while."""
-    write, failures = pipeline.members.write, []
-
-    def failing(key, state):
-        if len(failures) < 2:
-            failures.append(key)
-            raise faust.exceptions.PartitionsMismatch("the changelog topic has 0 partitions")
-        write(key, state)
-
-    monkeypatch.setattr(pipeline.members, "write", failing)
-    put = asyncio.ensure_future(pipeline.put("shares", raw(share("e1"))))
-    for _ in range(300):
-        if len(failures) == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert len(failures) == 2 and not put.done()  # tried again, and not acked while it is not written
-
-    message = await put
-    assert message.acked and pipeline.state_of().event_ids == ["e1"]
-    assert pipeline.changelog() == [(M1, pipeline.members.read(M1))]
-
-
-@pytest.mark.parametrize("where", ["submit", "writer"])
-async def test_a_failed_batch_stops_the_worker_and_acks_none_of_its_events(pipeline, monkeypatch, where):
-    """Faust would restart the agent on the next events, and a later commit could pass these."""
-    crashed: list[BaseException] = []
-
-    async def crash(exc: BaseException) -> None:
-        crashed.append(exc)
-
-    async def no_partitions(topic: str) -> int:
-        raise ConnectionError("metadata unavailable")
-
-    async def undeliverable() -> asyncio.Future:
-        failed = asyncio.get_running_loop().create_future()
-        failed.set_exception(ConnectionError("a defect past the delivery retries"))
-        return failed
-
-    monkeypatch.setattr(pipeline.app, "crash", crash)
-    if where == "submit":
-        monkeypatch.setattr(pipeline.outgoing.sink, "partition_count", no_partitions)
-    else:
-        monkeypatch.setattr(pipeline.outgoing, "send", undeliverable)
-    with pytest.raises(AssertionError, match="never processed"):
-        await pipeline.put_many([("shares", raw(share("e1")), M1), ("shares", raw(share("e2")), M1)])
-
-    assert crashed and all(isinstance(exc, ConnectionError) for exc in crashed)
-    monkeypatch.undo()
-    with pytest.raises(AssertionError, match="never processed"):  # the agent takes nothing more
-        await pipeline.put("shares", raw(share("e3")))
-    assert M1 not in pipeline.members
-
-
 async def test_an_event_replayed_after_its_state_was_lost_sends_the_same_bytes(pipeline):
     """A crash after the outputs were delivered but before the state was written: same outputs, same ids."""
     await pipeline.put("orders", raw(order("o1")))
@@ -526,6 +483,104 @@ async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, m
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]
     assert pipeline.state_of().event_ids == ["e2"]
     assert (pipeline.state_of().ledger.available, pipeline.state_of().ledger.pending) == (5, 0)
+
+
+async def test_an_output_too_large_to_send_is_replaced_by_a_dead_letter_for_its_event(pipeline, monkeypatch):
+    real_size = outgoing_module.record_size
+
+    def size(key, value):  # the points_pending rewards (order, first-order bonus) "over the limit"
+        too_large = value and b'"type":"points_pending"' in value
+        return outgoing_module.MAX_RECORD_BYTES + 1 if too_large else real_size(key, value)
+
+    monkeypatch.setattr(outgoing_module, "record_size", size)
+    monkeypatch.setattr(outgoing_module, "_RECORD_OVERHEAD", outgoing_module.MAX_RECORD_BYTES)  # always measure
+    message = await pipeline.put("orders", raw(order("o1")))
+
+    assert pipeline.to("rewards") == []
+    letters = pipeline.to("dead-letters")  # one per output not sent
+    assert len(letters) == 2
+    for letter in letters:
+        assert (letter["error"], letter["topic"], letter["offset"]) == (
+            "output_too_large", pipeline.names.name("orders"), message.offset)
+        assert letter["detail"] == "its rewards record is 1048577 bytes, limit 1048576"
+    assert [n["template"] for n in pipeline.to("notifications")] == ["points_pending"]
+    assert pipeline.state_of().ledger.pending == 223  # the state keeps the change
+
+
+# -- agents.batch: fail-stop ------------------------------------------------------------------------
+
+async def put_and_wait(pipeline: Pipeline, kind: str, value: bytes, seconds: float = 0.3) -> Message:
+    """Put one message and give the agent `seconds`; the message may stay unacked."""
+    channel = pipeline.agent.stream().channel
+    message = pipeline._message(kind, value, M1, None)
+    message.incref()
+    await channel.put(await channel.decode(message))
+    await asyncio.sleep(seconds)
+    return message
+
+
+async def test_a_store_that_cannot_write_stops_the_pipeline_and_nothing_is_acked_after_it(pipeline, monkeypatch):
+    real_write = pipeline.members.write
+
+    def full(key, state):
+        raise Exception("IO error: No space left on device: While appending to file: 000004.log")
+
+    monkeypatch.setattr(pipeline.members, "write", full)
+    first = await put_and_wait(pipeline, "shares", raw(share("e1")))
+
+    failure = pipeline.failstop.failure
+    assert (failure.reason, failure.exit_code) == ("store", 74) and "No space left" in failure.detail
+    assert not first.acked and M1 not in pipeline.members and pipeline.changelog() == []
+
+    monkeypatch.setattr(pipeline.members, "write", real_write)  # space again: still nothing until the restart
+    second = await put_and_wait(pipeline, "shares", raw(share("e2")))
+    assert not second.acked and M1 not in pipeline.members
+    assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares")]  # e1's, sent before the write
+    assert pipeline.agent._crash_reason is None  # halted, not crashed (Faust would ack on a crash)
+
+
+async def test_a_store_that_cannot_read_stops_the_pipeline_without_a_dead_letter(pipeline, monkeypatch):
+    def broken(key):
+        raise Exception("IO error: Input/output error")
+
+    monkeypatch.setattr(pipeline.members, "read", broken)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == "store" and not message.acked
+    assert pipeline.sent == []  # its (processing_error) dead letter never went out: the batch was never sent
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (MessageSizeTooLargeError(), "changelog"),
+    (TopicAuthorizationFailedError("members-changelog"), "authorization"),
+], ids=["too-large", "authorization"])
+async def test_a_changelog_record_refused_for_good_stops_the_pipeline(pipeline, monkeypatch, error, reason):
+    hand_off = pipeline.outgoing.sink.hand_off
+
+    async def refusing(topic, partition, records):
+        if topic == pipeline.members.changelog_topic.get_topic_name():
+            raise error
+        return await hand_off(topic, partition, records)
+
+    monkeypatch.setattr(pipeline.outgoing.sink, "hand_off", refusing)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == reason and not message.acked
+
+
+async def test_an_output_topic_refusing_records_for_good_stops_the_pipeline_before_any_state_is_written(
+        pipeline, monkeypatch):
+    async def refusing(topic, partition, records):
+        raise InvalidTopicError()
+
+    monkeypatch.setattr(pipeline.outgoing.sink, "hand_off", refusing)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == "output" and not message.acked
+    assert M1 not in pipeline.members
+
+
+async def test_a_failure_in_another_pipeline_stops_this_one_from_acking(pipeline):
+    pipeline.failstop.fail("store", OSError("the devices store failed"))
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert not message.acked and M1 not in pipeline.members and pipeline.sent == []
 
 
 async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipeline):
@@ -699,3 +754,19 @@ async def test_an_app_built_with_another_program_applies_that_program(monkeypatc
         await pipeline.put("shares", raw(share("e1")))
         assert pipeline.state_of().ledger.available == 40
         assert summary(pipeline.to("rewards")) == [("points_earned", 40, "shares")]
+
+
+async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_acks_nothing(pipeline, monkeypatch):
+    """Here the dead-lettering of a failed event fails too: the batch escapes the per-event handling.
+    Faust would restart the agent on the next events, and a later commit could pass these."""
+    def failing(*args):
+        raise RuntimeError("the core failed")
+
+    def no_dead_letter(*args):
+        raise RuntimeError("the dead letter failed too")
+
+    monkeypatch.setattr(agents.process, "apply_event", failing)
+    monkeypatch.setattr(pipeline.parts.emitter, "dead_letter", no_dead_letter)
+    message = await put_and_wait(pipeline, "shares", raw(share("e1")))
+    assert pipeline.failstop.failure.reason == "internal" and not message.acked
+    assert M1 not in pipeline.members and pipeline.sent == []

@@ -156,8 +156,9 @@ def test_every_dead_letter_code_is_documented() -> None:
 
 def test_the_dead_letter_codes_the_code_emits_are_the_schema_s() -> None:
     emitted = set(re.findall(r'Rejection\(\s*"(\w+)"', source("topics/validation.py")))
-    emitted |= set(re.findall(r'dead_letter\([^)]*?"(\w+)"', source("agents/process.py")))
-    assert {"processing_error", "occurred_at_out_of_range"} <= emitted
+    for path in sorted((ROOT / "agents").glob("*.py")):
+        emitted |= set(re.findall(r'dead_letter\([^)]*?"(\w+)"', path.read_text("utf-8")))
+    assert {"processing_error", "occurred_at_out_of_range", "output_too_large"} <= emitted
     assert emitted == set(load_schema("dead-letters")["properties"]["error"]["enum"])
 
 

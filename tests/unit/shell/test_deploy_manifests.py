@@ -33,12 +33,6 @@ DOCS = ROOT / "docs"
 #: The Kubernetes version the manifests are written for (schemas of kubernetes-validate).
 KUBERNETES_VERSION = "1.33.0"
 
-#: Variables agreed for issue 13 whose code and documentation live on branches not merged into this
-#: one yet (Kafka security, web bind and read token, static membership). They count as known until
-#: docs/configuration.md lists them; then test_pending_variables_are_still_undocumented fails, to have
-#: the name removed here.
-PENDING = frozenset({"LOYALTY_WORKER_NAME"})
-
 _DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
 _LABEL_SELECTOR = {
     "type": "object", "additionalProperties": False,
@@ -287,7 +281,7 @@ def deployment_texts() -> dict[str, str]:
 
 
 def test_every_variable_in_the_deployment_is_documented() -> None:
-    known = documented_variables() | PENDING
+    known = documented_variables()
     for name, text in deployment_texts().items():
         unknown = loyalty_names(text) - known
         assert not unknown, f"{name} uses variables not in docs/configuration.md: {sorted(unknown)}"
@@ -297,15 +291,10 @@ def test_the_variable_check_catches_an_unknown_variable() -> None:
     assert loyalty_names("LOYALTY_DATA_DIR=/x\nLOYALTY_DATADIR=/y") - documented_variables() == {"LOYALTY_DATADIR"}
 
 
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_variables_are_still_undocumented(name: str) -> None:
-    assert name not in documented_variables(), f"{name} is documented now: remove it from PENDING"
-
-
 def test_every_setting_the_worker_gets_is_a_documented_variable() -> None:
     names = {n for n in container_env() if n.startswith("LOYALTY_")}
     assert {"LOYALTY_DATA_DIR", "LOYALTY_WEB_HOST", "LOYALTY_WORKER_NAME", "LOYALTY_RULES"} <= names
-    assert names <= documented_variables() | PENDING
+    assert names <= documented_variables()
     assert set(container_env()) - names == {"POD_NAME", "POD_NAMESPACE"}
 
 

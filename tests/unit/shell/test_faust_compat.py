@@ -6,10 +6,13 @@ new release's code for that internal before widening SUPPORTED.
 from __future__ import annotations
 
 import inspect
+import re
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 from weakref import WeakSet
 
+import aiokafka.consumer.group_coordinator as group_coordinator
 import faust
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -20,6 +23,7 @@ from faust.streams import _current_event, current_event
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.drivers.aiokafka import Producer as FaustProducer
 from faust.types import TP, ConsumerMessage, Message
 from faust.web.base import BlueprintManager
@@ -29,6 +33,7 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from stream_app import faust_compat
 from stream_app.compose import build_parts
 from stream_app.core.program import load_program
+from stream_app.faust_compat import refuse_commits, request_rejoin
 from stream_app.settings import load_settings
 
 
@@ -225,3 +230,78 @@ def test_recovery_still_resumes_the_flow_after_seeking_the_stream_partitions() -
         flow = next(i for i, line in enumerate(lines) if line.endswith("app.flow_control.resume()"))
         assert resumed < seek < flow, method.__name__
     assert "clear_on_resume=True" in inspect.getsource(Channel.queue.fget)  # the agents' queues are cleared
+
+
+def calls_in(cls, name: str) -> list[str]:
+    """Names of the methods of `cls` (its own source) whose body calls `self.<name>(`."""
+    source = inspect.getsource(cls)
+    methods = re.split(r"\n    (?:async )?def ", source)
+    return [m.split("(", 1)[0] for m in methods[1:] if re.search(rf"self\.{name}\(", m)]
+
+
+def test_every_commit_goes_through_force_commit():
+    assert calls_in(Consumer, "force_commit") == ["commit"]
+    assert calls_in(Consumer, "_commit_tps") == ["force_commit"]
+    assert calls_in(Consumer, "_commit_offsets") == ["_commit_tps"]
+    assert calls_in(Consumer, "_commit") == ["_commit_offsets"]
+    assert list(inspect.signature(Consumer.force_commit).parameters) == ["self", "topics", "start_new_transaction"]
+    # and nothing else in Faust calls the internals directly
+    for path in Path(inspect.getfile(faust)).parent.rglob("*.py"):
+        text = path.read_text()
+        if path.name != "consumer.py":
+            assert "._commit_tps(" not in text and "._commit_offsets(" not in text, path
+
+
+async def test_refused_commits_commit_nothing():
+    committed = []
+
+    class Probe:
+        async def force_commit(self, *args, **kwargs):
+            committed.append(args)
+            return True
+
+        commit = Consumer.commit  # Faust's own commit(), which delegates to force_commit
+        maybe_wait_for_commit_to_finish = Consumer.maybe_wait_for_commit_to_finish
+
+    probe = Probe()
+    probe.app = SimpleNamespace(client_only=False)
+    probe._commit_fut = None
+    probe.loop = None
+    assert await probe.commit() is True and len(committed) == 1
+    refuse_commits(probe)
+    assert await probe.commit() is False and await probe.force_commit() is False
+    assert len(committed) == 1
+
+
+def test_faust_passes_the_group_instance_id_to_aiokafka():
+    source = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "group_instance_id=conf.consumer_group_instance_id" in source
+
+
+def test_the_consumer_thread_and_the_coordinator_offer_what_request_rejoin_uses():
+    from mode.threads import QueueServiceThread
+
+    assert issubclass(faust_aiokafka.AIOKafkaConsumerThread, QueueServiceThread)
+    assert list(inspect.signature(QueueServiceThread.call_thread).parameters)[:2] == ["self", "fun"]
+    assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer")
+    assert "self._rejoin_needed_fut.set_result(None)" in inspect.getsource(
+        group_coordinator.GroupCoordinator.request_rejoin)
+    assert "self._consumer._coordinator" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.topic_partitions)
+    from faust.transport.consumer import ThreadDelegateConsumer
+    assert "self._thread = self._new_consumer_thread()" in inspect.getsource(ThreadDelegateConsumer.__init__)
+
+
+async def test_request_rejoin_runs_in_the_consumer_thread():
+    requested, ran_in = [], []
+
+    class Thread:
+        def _ensure_consumer(self):
+            return SimpleNamespace(_coordinator=SimpleNamespace(request_rejoin=lambda: requested.append(True)))
+
+        async def call_thread(self, fun):
+            ran_in.append("thread")
+            return await fun()
+
+    await request_rejoin(SimpleNamespace(consumer=SimpleNamespace(_thread=Thread())))
+    assert ran_in == ["thread"] and requested == [True]
+

@@ -63,7 +63,7 @@ def test_input_schemas_share_one_envelope() -> None:
 def test_dead_letter_codes() -> None:
     assert load_schema("dead-letters")["properties"]["error"]["enum"] == [
         "invalid_json", "not_an_object", "schema_violation", "key_mismatch", "unknown_type", "oversized",
-        "missing_value", "invalid_key", "occurred_at_out_of_range", "processing_error"]
+        "missing_value", "invalid_key", "occurred_at_out_of_range", "processing_error", "output_too_large"]
 
 
 def test_unknown_schema_name_is_refused() -> None:
@@ -103,6 +103,9 @@ def test_output_with_extra_field_is_rejected(name: str) -> None:
     ("dead-letters", {"encoding": "hex"}, "encoding violates const: base64"),
     ("dead-letters", {"error": "boom"}, "error violates enum"),
     ("dead-letters", {"offset": "12"}, "offset violates type: integer"),
+    ("dead-letters", {"value_sha256": "ABC"}, "value_sha256 violates pattern"),
+    ("dead-letters", {"value_length": -1}, "value_length violates minimum"),
+    ("dead-letters", {"detail": "x" * 1025}, "detail violates maxLength"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_output_constraint_violations_are_named(name: str, changes: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
