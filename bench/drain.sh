@@ -7,7 +7,7 @@ tag=drain$RANDOM; work=$(mktemp -d)
 cleanup() {
   kill "$worker" 2>/dev/null && wait "$worker" 2>/dev/null
   rm -rf "$work"
-  .venv/bin/python -c "from tests.integration.harness import delete_topics; delete_topics('$tag')" > /dev/null
+  .venv/bin/python -c "import asyncio; from bench.run import delete_topics; asyncio.run(delete_topics('127.0.0.1:9092', '$tag'))" > /dev/null
 }
 trap cleanup EXIT
 LOYALTY_TOPIC_PREFIX=$tag. LOYALTY_APP_ID=$tag LOYALTY_DATA_DIR=$work LOYALTY_WEB_PORT=6091 \

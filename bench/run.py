@@ -51,7 +51,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from stream_app.kafka_security import client_options  # noqa: E402
 from stream_app.loadgen import DEFAULT_MIX, Progress, generate, produce  # noqa: E402
 from stream_app.settings import load_kafka_security  # noqa: E402
-from tests.integration.harness import Worker  # noqa: E402
+from stream_app.worker_process import WorkerProcess  # noqa: E402
 from topics.catalog import INPUT_KINDS  # noqa: E402
 
 CONTENDERS = ("service", "baseline", "quix")
@@ -250,8 +250,8 @@ def produce_workload(args, prefix: str) -> dict:
 
 # -- the service ------------------------------------------------------------------------------------------
 
-class ServiceWorker(Worker):
-    """harness.Worker, started without blocking so the bench can sample it from its first instant."""
+class ServiceWorker(WorkerProcess):
+    """A WorkerProcess, started without blocking so the bench can sample it from its first instant."""
 
     spawned_at = 0.0
 

@@ -29,8 +29,9 @@ from aiokafka.helpers import create_ssl_context
 
 from stream_app.kafka_security import client_options
 from stream_app.settings import load_kafka_security
+from stream_app.worker_process import free_port
 from tests.certificates import write_certificates
-from tests.integration.harness import ROOT, Broker, free_port
+from tests.integration.harness import ROOT, Broker
 
 USER = "loyalty"
 ADMIN = "broker-admin"  # the broker's own login on its SASL_SSL listener (inter-broker)

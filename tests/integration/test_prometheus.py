@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ROOT, event_message, free_port, produce, wait_for
+from stream_app.worker_process import free_port
+from tests.integration.harness import ROOT, event_message, produce, wait_for
 
 SCRIPT = ROOT / "ops" / "prometheus.sh"
 DASHBOARD = ROOT / "ops" / "grafana" / "loyalty.json"

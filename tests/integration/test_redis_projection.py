@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from tests.integration.harness import event_message, free_port, produce, wait_for
+from stream_app.worker_process import free_port
+from tests.integration.harness import event_message, produce, wait_for
 
 NOW = datetime.now(timezone(timedelta(hours=8))).replace(microsecond=0)
 if NOW.day == 18:  # keep the member-day campaign out of these totals (the day before: never in the future)

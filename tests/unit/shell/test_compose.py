@@ -211,3 +211,10 @@ def test_every_documented_variable_has_an_effect_on_the_wired_app(tmp_path) -> N
         except Exception:  # e.g. no client certificate to read
             unchanged = None
         assert unchanged != expected, f"{name}: the default already gives {expected!r}"
+
+
+def test_the_benchmark_imports_nothing_from_the_tests() -> None:
+    offenders = [p.relative_to(ROOT).as_posix() for p in (ROOT / "bench").rglob("*")
+                 if p.is_file() and p.suffix in (".py", ".sh") and "tests." in p.read_text("utf-8")
+                 and ("import tests" in p.read_text("utf-8") or "from tests" in p.read_text("utf-8"))]
+    assert offenders == []
