@@ -53,7 +53,7 @@ Record = tuple[bytes | None, bytes | None]  # key, value
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between tries; then 5 s for as long as it fails
 
 #: The largest record the worker sends (a record batch of one record, as the broker measures it):
-#: the producer's max_request_size (stream_app/app.py) and within the broker's and topics' default
+#: the producer's max_request_size (stream_app/compose.py) and within the broker's and topics' default
 #: message.max.bytes / max.message.bytes (1,048,588). Inputs are capped at 64 KiB
 #: (topics/validation.py) and dead letters at about 400 KiB (topics/dead_letters.py), so only a
 #: member state (a changelog record) can come near it.
