@@ -25,12 +25,15 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.streams import _current_event
 from faust.types import EventT
 
 from topics.outgoing import OutgoingBatches
+
+if TYPE_CHECKING:
+    from agents.intake import OrderedIntake
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +84,17 @@ class BatchPipeline:
 
     async def consume(self, stream, apply: Callable[[BatchStates, EventT], Any],
                       failed: Callable[[EventT, Exception], None],
-                      submitted: Callable[[list], None] | None = None) -> None:
+                      submitted: Callable[[list], None] | None = None,
+                      intake: OrderedIntake | None = None) -> None:
         """Work through `stream` batch by batch until it ends: `apply` each event to the batch's
         states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
         would ack the message silently), submit the batch, then call `submitted` with what
-        `apply` returned for each event (None left out)."""
+        `apply` returned for each event (None left out). With an `intake` the events come through
+        it, in event-time order (agents/intake.py), held by it until their batch is submitted."""
+        batches = (stream.take_events(BATCH_MAX, within=BATCH_WITHIN) if intake is None
+                   else intake.batches(stream))
         try:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            async for events in batches:
                 states, returned = BatchStates(self), []
                 for event in events:
                     at(event)
@@ -99,9 +106,13 @@ class BatchPipeline:
                                       message.topic, message.partition, message.offset)
                         failed(event, exc)
                 await self.submit(states, events)
+                if intake is not None:
+                    intake.applied(events)  # the writer holds them now, until their state is written
                 if submitted is not None:
                     submitted([r for r in returned if r is not None])
         finally:
+            if intake is not None:
+                await batches.aclose()  # what the intake still holds is dropped, unapplied and unacked
             await self.stop()
 
     def latest(self, key: bytes) -> dict | None:

@@ -14,6 +14,7 @@ import orjson
 
 from agents.batch import BatchPipeline, BatchStates
 from agents.emit import emit_dead_letter, emit_outputs
+from agents.intake import OrderedIntake
 from agents.observe import member_changed
 from agents.schedule import schedule
 from stream_app import metrics
@@ -24,16 +25,25 @@ from stream_app.core.privacy import scrub
 from tables.members import members
 from tables.redis_projection import projection
 from topics.channels import changelogs, consumed, declare_all, outgoing
+from topics.event_time import event_time_ms as message_time_ms
 from topics.validation import Rejection, decode_event
 
 KIND_OF_TOPIC = {**topic_names.inputs, topic_names.name("due"): "due"}
 pipeline = BatchPipeline(members, outgoing, changelogs)
 
 
+def _event_time(event) -> int | None:
+    """What the event-time merge orders by: the event's occurred_at, a due message's at (ms)."""
+    return message_time_ms(KIND_OF_TOPIC.get(event.message.topic, ""), event.message.value)
+
+
+intake = OrderedIntake(app, list(KIND_OF_TOPIC), settings.order_grace_seconds, _event_time)
+
+
 @app.agent(consumed, concurrency=1)
 async def process(stream) -> None:
     await declare_all()
-    await pipeline.consume(stream, _apply, _failed, _observe_latency)
+    await pipeline.consume(stream, _apply, _failed, _observe_latency, intake)
 
 
 def _apply(states: BatchStates, event) -> int | None:
@@ -83,6 +93,8 @@ def _input(states: BatchStates, kind: str, event) -> int | None:
         projection.member_changed(member_key, result.state)
     schedule.set(member_key, result.next_due)
     metrics.count_event(kind, result.outcome)
+    if result.late:
+        metrics.labelled(metrics.EVENTS_LATE, kind).inc()
     return event_time_ms(decoded)
 
 

@@ -25,6 +25,13 @@ DUE_ERRORS = Counter("loyalty_due_errors", "Members whose due work could not be 
 SEND_RETRIES = Counter("loyalty_producer_send_retries",
                        "Batches of outgoing messages sent again after a failed delivery, by topic kind.", ["topic"])
 DUE_SCHEDULED = Gauge("loyalty_due_scheduled", "Members with due work scheduled on this worker.")
+EVENTS_LATE = Counter("loyalty_events_late", "Input events applied although older than their member's clock "
+                      "(the newest instant already applied to it), by topic kind.", ["topic"])
+ORDER_HELD = Gauge("loyalty_order_held", "Events read but held by the event-time merge, not yet applied.")
+ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let go before the other topics of "
+                       "their partition were known to be past them, by reason (cap, stalled).", ["reason"])
+ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied at a rebalance (read again "
+                        "from the committed offset, here or by the partition's new owner).")
 
 _children: dict[tuple, object] = {}
 

@@ -25,6 +25,7 @@ DEFAULTS = {
     "LOYALTY_LOG_LEVEL": "info",
     "LOYALTY_ADMIN_TOKEN": "",
     "LOYALTY_PII_KEY": "",
+    "LOYALTY_ORDER_GRACE": "PT2S",
 }
 
 
@@ -47,6 +48,7 @@ class Settings:
     log_level: str
     admin_token: str
     pii_key: bytes
+    order_grace_seconds: float
 
 
 def _positive_int(env: dict, name: str) -> int:
@@ -56,13 +58,14 @@ def _positive_int(env: dict, name: str) -> int:
     return int(value)
 
 
-def _positive_duration_s(env: dict, name: str) -> float:
+def _positive_duration_s(env: dict, name: str, allow_zero: bool = False) -> float:
     try:
         ms = parse_duration_ms(env[name])
     except ProgramError as exc:
         raise ValueError(f"{name}: {exc}") from None
-    if ms <= 0:
-        raise ValueError(f"{name} must be a positive duration, got {env[name]!r}")
+    if ms < 0 or (ms == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} duration, got {env[name]!r}")
     return ms / 1000
 
 
@@ -84,4 +87,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_token=env["LOYALTY_ADMIN_TOKEN"],
         # Without a configured key, device ids are still hashed, keyed by the app id (set one in production).
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
+        order_grace_seconds=_positive_duration_s(env, "LOYALTY_ORDER_GRACE", allow_zero=True),
     )
