@@ -11,11 +11,17 @@ member's events are applied in `occurred_at` order across topics (docs/contracts
 - Held events are not acked, so their offsets are not committed: the reader takes a reference to
   each message (`Message.incref`) before take_events acks its own, and `applied` releases it once
   the batch pipeline has taken the reference its writer acks after the state is written.
-- Rebalances: Faust skips messages of an older consumer generation or read while its flow is
-  stopped; the intake drops held and queued ones the same way, unapplied and unacked (the
-  partition's owner reads them again from the committed offset). A dropped message is marked acked
-  without `Consumer.ack`, i.e. without its offset: Faust's rebalance waits (`wait_empty`) for every
-  message a stream took until it is acked, and would otherwise wait for these forever.
+- Rebalances: when partitions are revoked Faust stops its flow and waits (`wait_empty`) until every
+  message its agents took is acked. The intake then lets go of everything it holds at once (in
+  event-time order, without waiting for lagging topics: `loyalty_order_forced_total{reason=
+  "rebalance"}`), so those events are applied and committed by this worker, which still owns their
+  partitions, rather than read again by the next owner: faust-streaming's consumer is unreliable
+  at re-reading a window it read but did not commit (docs/scaling.md, "Known risk").
+- A message of an older consumer generation (read before a rebalance the intake did not see) is
+  dropped, unapplied and unacked, as Faust's stream skips such messages. It is marked acked without
+  `Consumer.ack`, i.e. without its offset, so `wait_empty` does not wait for it forever; the
+  partition's owner reads it again from the committed offset. At shutdown what is held is dropped
+  the same way.
 
 Faust internals read here (checked against faust-streaming 0.15.3): `Consumer.highwater(tp)` (the
 highwater of the last fetch), `Consumer._committed_offset` (as agents/observe.py), `Message.acked`,
@@ -70,8 +76,11 @@ class OrderedIntake:
                     if reader.done() and not reader.cancelled() and reader.exception() is not None:
                         raise reader.exception()
                     return
-                self._admit(received)
-                released = self._merge.release()
+                if self._admit(received):
+                    released = self._merge.release()
+                else:  # a rebalance began: finish what was taken, as Faust waits for its agents to
+                    released = self._merge.flush()
+                    metrics.ORDER_FORCED.labels("rebalance").inc(len(released))
                 metrics.ORDER_HELD.set(len(self._merge))
                 for start in range(0, len(released), READ_BATCH):
                     yield released[start:start + READ_BATCH]
@@ -122,25 +131,28 @@ class OrderedIntake:
             batches.append(item)
         return batches
 
-    def _admit(self, batches: list[list[EventT]]) -> None:
-        """Hold the events read, unless a rebalance made them (or what is held) stale."""
+    def _admit(self, batches: list[list[EventT]]) -> bool:
+        """Hold the events read (dropping any of an older consumer generation); whether the flow runs."""
         app = self._app
-        generation, flowing = app.consumer_generation_id, app.flow_control.is_active()
-        if not flowing or generation != self._generation:
-            if len(self._merge):
-                self._drop(self._merge.clear())
+        generation = app.consumer_generation_id
+        if generation != self._generation:
+            # Read before the group's last rebalance, and not finished during it: stale.
+            self._drop(self._merge.clear())
             self._next_offset.clear()
-            self._generation = generation if flowing else None
+            self._generation = generation
         for events in batches:
             for event in events:
                 message = event.message
-                if not flowing or message.generation_id != generation:
+                if message.generation_id != generation:
                     self._drop([event])
                     continue
                 self._next_offset[message.tp] = message.offset + 1
                 self._merge.add(message.topic, message.partition, self._time_of(event), event)
+        return app.flow_control.is_active()
 
     def _drop(self, events: list[EventT]) -> None:
+        if not events:
+            return
         for event in events:
             event.message.acked = True  # no Consumer.ack: the offset is not committed (see the module doc)
         metrics.ORDER_DROPPED.inc(len(events))

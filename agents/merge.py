@@ -117,6 +117,16 @@ class EventTimeMerge(Generic[T]):
             return None
         return max(0, self._wake_at - self._clock())
 
+    def flush(self) -> list[T]:
+        """Every held item, in the order `release` would give them if every topic had caught up with
+        them (a rebalance: the agent finishes what it took before its partitions go)."""
+        out: list[T] = []
+        for part in self._partitions.values():
+            while (head := part.head()) is not None:
+                out.append(part.queues[head[0]].popleft()[3])
+        self._count, self._wake_at = 0, None
+        return out
+
     def clear(self) -> list[T]:
         """Every held item (in the order read per topic partition); what the topics delivered is
         forgotten, as after a rebalance the partitions are read again from their committed offsets."""

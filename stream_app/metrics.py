@@ -29,9 +29,9 @@ EVENTS_LATE = Counter("loyalty_events_late", "Input events applied although olde
                       "(the newest instant already applied to it), by topic kind.", ["topic"])
 ORDER_HELD = Gauge("loyalty_order_held", "Events read but held by the event-time merge, not yet applied.")
 ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let go before the other topics of "
-                       "their partition were known to be past them, by reason (cap, stalled).", ["reason"])
-ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied at a rebalance (read again "
-                        "from the committed offset, here or by the partition's new owner).")
+                       "their partition were known to be past them, by reason (cap, stalled, rebalance).", ["reason"])
+ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied (an older consumer generation, or "
+                        "shutdown); read again from the committed offset by the partition's owner.")
 
 _children: dict[tuple, object] = {}
 

@@ -434,23 +434,42 @@ async def test_an_older_event_on_another_topic_within_the_grace_goes_first(short
     assert [r["rule"] for r in pipeline.to("rewards")] == ["order", "first_order_bonus", "reviews"]
 
 
-async def test_held_events_are_dropped_unacked_at_a_rebalance_and_applied_when_read_again(short_grace, pipeline):
-    dropped = REGISTRY.get_sample_value("loyalty_order_dropped_total") or 0
-    event = raw(share("e1", at=now_iso(10_000)))  # dated ahead: held for the grace after it arrives
+async def put_nowait(pipeline: Pipeline, kind: str, value: bytes) -> Message:
+    """Put one message on the agent's channel without waiting for it to be processed."""
     channel = pipeline.agent.stream().channel
-    first = pipeline._message("shares", event, M1)
-    first.incref()
-    await channel.put(await channel.decode(first))
+    message = pipeline._message(kind, value, M1)
+    message.incref()
+    await channel.put(await channel.decode(message))
+    return message
+
+
+async def test_held_events_are_applied_at_once_when_a_rebalance_begins(short_grace, pipeline):
+    """Faust stops its flow and waits for what its agents took: the intake lets go of what it holds."""
+    forced = REGISTRY.get_sample_value("loyalty_order_forced_total", {"reason": "rebalance"}) or 0
+    message = await put_nowait(pipeline, "shares", raw(share("e1", at=now_iso(10_000))))  # held for the grace
     await asyncio.sleep(0.1)
+    assert M1 not in members
     app.flow_control.suspend()  # what Faust does when partitions are revoked
     try:
-        await asyncio.sleep(0.4)
-        assert first.acked and REGISTRY.get_sample_value("loyalty_order_dropped_total") == dropped + 1
-        assert M1 not in members and pipeline.sent == []
-        assert first.offset not in app.consumer._acked_index[first.tp]  # never passed to Consumer.ack
+        await asyncio.sleep(0.25)  # within the intake's poll, before the grace ends
+        assert message.acked and state_of().ledger.available == 5
+        assert message.refcount == 0  # every holder acked it: the final ack commits its offset
+        assert REGISTRY.get_sample_value("loyalty_order_forced_total", {"reason": "rebalance"}) == forced + 1
     finally:
         app.flow_control.resume()
-    await pipeline.put("shares", event)  # read again from the committed offset
+
+
+async def test_held_events_of_an_older_generation_are_dropped_unacked(short_grace, pipeline, monkeypatch):
+    dropped = REGISTRY.get_sample_value("loyalty_order_dropped_total") or 0
+    event = raw(share("e1", at=now_iso(10_000)))
+    message = await put_nowait(pipeline, "shares", event)
+    await asyncio.sleep(0.1)
+    monkeypatch.setattr(app, "consumer_generation_id", app.consumer_generation_id + 1)  # a rebalance went by
+    await asyncio.sleep(0.3)  # the intake's next poll
+    assert message.acked and REGISTRY.get_sample_value("loyalty_order_dropped_total") == dropped + 1
+    assert M1 not in members and pipeline.sent == []
+    assert message.refcount > 0  # the intake's hold was never acked: no final ack, no commit
+    await pipeline.put("shares", event)  # read again from the committed offset, in the new generation
     assert state_of().ledger.available == 5
 
 

@@ -289,3 +289,15 @@ def test_nothing_is_lost_or_released_twice_and_the_cap_holds(ops, cap):
     for source in SOURCES:  # whatever happened, a topic partition's items keep the order they were added in
         assert [i for i in out if i[1] == source] == [i for i in added if i[1] == source]
     assert set(forced) <= {"cap", "stalled"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(backlogs())
+def test_flush_gives_everything_held_in_time_order_per_partition(case):
+    queues, order = case
+    m = EventTimeMerge(TOPICS, grace_ms=GRACE, stall_ms=STALL, cap=10_000, lag=lambda t, p: 1, clock=Clock(0))
+    for source, record in order:
+        m.add(*source, record[0], record)
+    out = m.flush()
+    assert len(m) == 0 and m.release() == []
+    _check_in_time_order(out, queues)  # fetched in runs, yet in time order: each source is in order
