@@ -42,7 +42,7 @@ from stream_app import metrics
 READ_BATCH = 1000  # events per take_events batch (as agents/batch.py takes them without a merge)
 READ_WITHIN = 0.01  # seconds take_events waits to fill a batch
 READ_AHEAD = 4  # batches read but not yet merged: the reader waits beyond that (backpressure)
-POLL = 0.25  # seconds between checks while events are held (rebalance, lag known by now)
+POLL = 0.25  # seconds between checks while events are held (a rebalance began, a lag became known)
 STALL_MS = 30_000  # a topic partition with unread records is waited for at most this long
 CAP = 20_000  # events held at most; beyond, the oldest goes (loyalty_order_forced_total{reason="cap"})
 _END = object()
@@ -67,6 +67,7 @@ class OrderedIntake:
 
     async def batches(self, stream) -> AsyncIterator[list[EventT]]:
         """Released events, at most READ_BATCH at a time, until the stream ends."""
+        self._generation = None  # a restarted agent starts afresh (the first batch resets what is known)
         queue: asyncio.Queue = asyncio.Queue(READ_AHEAD)
         reader = asyncio.ensure_future(self._read(stream, queue))
         try:
@@ -100,14 +101,17 @@ class OrderedIntake:
             event.ack()
 
     async def _read(self, stream, queue: asyncio.Queue) -> None:
+        """Take the stream's batches into `queue`, then _END (also after an error, which `batches`
+        raises); not when cancelled, as nothing reads the queue any more."""
         try:
             async for events in stream.take_events(READ_BATCH, within=READ_WITHIN):
                 for event in events:
                     event.message.incref()  # held until applied or dropped, not acked by take_events
                 await queue.put(events)
-                del events  # a dropped batch must not stay referenced while the next one is awaited
-        finally:
+        except Exception:
             await queue.put(_END)
+            raise
+        await queue.put(_END)
 
     async def _receive(self, queue: asyncio.Queue) -> list | object:
         """Everything queued, waiting for the first batch at most until a held event may go."""

@@ -51,9 +51,9 @@ def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
 
 
 def next_due(member: Member, program: Program, now: int) -> int | None:
-    """The earliest instant at which time alone changes this member: after `now`, or at or before it
-    when a late event left work due that the next step does."""
-    return min(_due_times(member, program, now), default=None)
+    """The earliest instant after `now` at which time alone changes this member. Work a late event
+    left due at or before `now` is done by the next step after it: its instant is `now + 1`."""
+    return min((max(t, now + 1) for t in _due_times(member, program, now)), default=None)
 
 
 def _due_after(member: Member, program: Program, cursor: int) -> int | None:

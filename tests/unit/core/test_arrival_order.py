@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stream_app.core import engine
 from stream_app.core.program import default_program_text, parse_program
-from tests.unit.conftest import DAY, HOUR, MINUTE, iso, ms
+from tests.unit.conftest import DAY, HOUR, MINUTE, iso, ms, utc
 from tests.unit.core.test_properties import PROGRAMS
 
 START = ms("2024-03-01T09:00:00+08:00")
@@ -199,3 +199,22 @@ def test_ticks_between_events_in_order_change_nothing(scenario):
     assert _without_clock(live[0]) == _without_clock(backlog[0])
     assert _multiset(live[1]) == _multiset(backlog[1])
     assert _multiset(live[2]) == _multiset(backlog[2])
+
+
+def test_work_a_late_event_leaves_due_before_the_clock_is_done_by_the_next_step():
+    """A late order older than the clock by more than its return window: released at the next step."""
+    program = PACKAGED
+    joined = {"event_id": "j", "member_id": "m", "occurred_at": iso(START + 20 * DAY), "type": "member_joined"}
+    order = {"event_id": "o", "member_id": "m", "occurred_at": iso(START), "type": "order_paid",
+             "order_id": "o1", "amount_cents": 10000, "currency": "CNY"}
+    first = engine.apply_event(None, joined, program)
+    late = engine.apply_event(first.state, order, program)
+    clock = START + 20 * DAY
+    assert late.late and late.state["evaluated_at"] == clock
+    assert [r["type"] for r in late.rewards] == ["points_pending", "points_pending"]
+    assert late.next_due == clock + 1  # due already: the next instant after the clock
+    step = engine.advance(late.state, program, clock + 1)
+    released = [r for r in step.rewards if r["type"] == "points_earned"]
+    assert [(r["points"], r["occurred_at"]) for r in released] == [
+        (100, utc(START + 7 * DAY)), (100, utc(START + 7 * DAY))]  # at the end of its return window
+    assert step.state["evaluated_at"] == clock + 1 and step.next_due > clock + 1
