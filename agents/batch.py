@@ -34,13 +34,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.types import EventT
 
 from stream_app.failstop import FailStop, StoreFailure
 from stream_app.faust_compat import hold, set_current_event
 from topics.outgoing import DeliveryFailed, OutgoingBatches
+
+if TYPE_CHECKING:
+    from agents.intake import OrderedIntake
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +90,29 @@ class BatchPipeline:
 
     async def consume(self, stream, apply: Callable[[BatchStates, EventT], Any],
                       failed: Callable[[EventT, Exception], None],
-                      submitted: Callable[[list], None] | None = None) -> None:
+                      submitted: Callable[[list], None] | None = None,
+                      intake: OrderedIntake | None = None) -> None:
         """Work through `stream` batch by batch until it ends: `apply` each event to the batch's
         states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
         would ack the message silently), submit the batch, then call `submitted` with what
-        `apply` returned for each event (None left out)."""
+        `apply` returned for each event (None left out). With an `intake` the events come through
+        it, in event-time order (agents/intake.py), held by it until their batch arrives here."""
+        batches = (stream.take_events(BATCH_MAX, within=BATCH_WITHIN) if intake is None
+                   else intake.batches(stream))
         try:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            async for events in batches:
                 for event in events:
-                    hold(event.message)  # take_events' own ack leaves it held: the writer acks it
+                    hold(event.message)  # take_events' (or the intake's) own ack leaves it held: the writer acks it
+                if intake is not None:
+                    intake.applied(events)  # the writer holds them now, until their state is written
                 try:
                     await self._consume_batch(events, apply, failed, submitted)
                 except Exception as exc:  # a defect outside the per-event handling: stop, ack nothing
                     self._failstop.fail("internal", exc)
                     await self._failstop.halted()
         finally:
+            if intake is not None:
+                await batches.aclose()  # what the intake still holds is dropped, unapplied and unacked
             await self.stop()
 
     async def _consume_batch(self, events: list[EventT], apply: Callable[[BatchStates, EventT], Any],

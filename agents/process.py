@@ -14,12 +14,14 @@ import faust
 import orjson
 
 from agents.batch import BatchPipeline, BatchStates
+from agents.intake import OrderedIntake
 from agents.observe import member_changed
 from stream_app import metrics
 from stream_app.core.engine import advance, apply_event, event_time_ms
 from stream_app.core.outcomes import DUPLICATE
 from stream_app.core.privacy import scrub
 from stream_app.parts import Parts
+from topics.event_time import event_time_ms as message_time_ms
 from topics.outgoing import partition_for
 from topics.validation import Rejection, decode_event
 
@@ -45,6 +47,10 @@ class MemberProcessor:
             self._due(states, event)
             return None
         return self._input(states, kind, event)
+
+    def event_time(self, event) -> int | None:
+        """What the event-time merge orders by: the event's occurred_at, a due message's at (ms)."""
+        return message_time_ms(self.kind_of_topic.get(event.message.topic, ""), event.message.value)
 
     def failed(self, event, exc: Exception) -> None:
         metrics.count_event(self.kind_of_topic.get(event.message.topic, "unknown"), "dead_lettered")
@@ -88,6 +94,8 @@ class MemberProcessor:
             self.projection.member_changed(member_key, result.state)
         self.schedule.set(member_key, result.next_due)
         metrics.count_event(kind, result.outcome)
+        if result.late:
+            metrics.labelled(metrics.EVENTS_LATE, kind).inc()
         return event_time_ms(decoded)
 
     def _due(self, states: BatchStates, event) -> None:
@@ -109,10 +117,12 @@ def register(app: faust.App, parts: Parts) -> MemberProcessor:
     """Add the processing agent to `app`; returns what it applies each event with."""
     processor = MemberProcessor(parts)
     pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop)
+    intake = processor.intake = OrderedIntake(app, list(processor.kind_of_topic), parts.settings.order_grace_seconds,
+                                              processor.event_time)
 
     async def process(stream) -> None:
         await parts.topics.declare_all()
-        await pipeline.consume(stream, processor.apply, processor.failed, processor.observe_latency)
+        await pipeline.consume(stream, processor.apply, processor.failed, processor.observe_latency, intake)
 
     app.agent(parts.topics.consumed, name=AGENT_NAME, concurrency=1)(process)
     return processor

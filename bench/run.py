@@ -330,9 +330,12 @@ def rate_from_samples(samples: list[tuple[float, float]], target: int) -> dict:
 
 
 def service_env(args, tag: str, prefix: str) -> dict[str, str]:
-    return {"LOYALTY_BROKER": f"kafka://{args.bootstrap}", "LOYALTY_APP_ID": f"{tag}-service",
-            "LOYALTY_TOPIC_PREFIX": prefix, "LOYALTY_PARTITIONS": str(args.partitions),
-            "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1"}
+    env = {"LOYALTY_BROKER": f"kafka://{args.bootstrap}", "LOYALTY_APP_ID": f"{tag}-service",
+           "LOYALTY_TOPIC_PREFIX": prefix, "LOYALTY_PARTITIONS": str(args.partitions),
+           "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1"}
+    if args.order_grace:
+        env["LOYALTY_ORDER_GRACE"] = args.order_grace
+    return env
 
 
 def service_throughput(args, tag: str, prefix: str, work: Path) -> tuple[ServiceWorker, dict]:
@@ -730,6 +733,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-recovery", action="store_true")
+    p.add_argument("--order-grace", default="", metavar="DURATION",
+                   help="LOYALTY_ORDER_GRACE of the service worker, e.g. PT0S or PT2S (default: the worker's)")
     p.add_argument("--bootstrap", default=os.environ.get("LOYALTY_TEST_BOOTSTRAP", "127.0.0.1:9092"))
     p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"),
                    help="Markdown file to write the results to ('' to skip)")

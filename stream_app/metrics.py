@@ -29,6 +29,13 @@ WORKER_FAILED = Gauge("loyalty_worker_failed", "1 once this worker failed (it st
                       "and exits soon), by reason (stream_app/failstop.py).", ["reason"])
 BROKER_CONNECTED = Gauge("loyalty_broker_connected",
                          "1 while a metadata request to the Kafka brokers succeeded within the last 15 s.")
+EVENTS_LATE = Counter("loyalty_events_late", "Input events applied although older than their member's clock "
+                      "(the newest instant already applied to it), by topic kind.", ["topic"])
+ORDER_HELD = Gauge("loyalty_order_held", "Events read but held by the event-time merge, not yet applied.")
+ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let go before the other topics of "
+                       "their partition were known to be past them, by reason (cap, stalled, rebalance).", ["reason"])
+ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied (an older consumer generation, or "
+                        "shutdown); read again from the committed offset by the partition's owner.")
 
 _children: dict[tuple, object] = {}
 

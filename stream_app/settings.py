@@ -42,6 +42,7 @@ DEFAULTS = {
     "LOYALTY_KAFKA_SSL_CERT_FILE": "",
     "LOYALTY_KAFKA_SSL_KEY_FILE": "",
     "LOYALTY_WORKER_NAME": "",
+    "LOYALTY_ORDER_GRACE": "PT2S",
 }
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -101,6 +102,7 @@ class Settings:
     kafka_security: KafkaSecurity
     #: The consumer's group.instance.id (Kafka static membership); None: dynamic membership.
     worker_name: str | None
+    order_grace_seconds: float
 
     @property
     def bootstrap_servers(self) -> str:
@@ -128,13 +130,14 @@ def _log_level(env: dict) -> str:
     return level
 
 
-def _positive_duration_s(env: dict, name: str) -> float:
+def _positive_duration_s(env: dict, name: str, allow_zero: bool = False) -> float:
     try:
         ms = parse_duration_ms(env[name])
     except ProgramError as exc:
         raise ValueError(f"{name}: {exc}") from None
-    if ms <= 0:
-        raise ValueError(f"{name} must be a positive duration, got {env[name]!r}")
+    if ms < 0 or (ms == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} duration, got {env[name]!r}")
     return ms / 1000
 
 
@@ -228,4 +231,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         pii_key=(env["LOYALTY_PII_KEY"] or f"loyalty-pii:{env['LOYALTY_APP_ID']}").encode(),
         kafka_security=_kafka_security(env),
         worker_name=_worker_name(env["LOYALTY_WORKER_NAME"], Path(env["LOYALTY_DATA_DIR"])),
+        order_grace_seconds=_positive_duration_s(env, "LOYALTY_ORDER_GRACE", allow_zero=True),
     )

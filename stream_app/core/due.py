@@ -9,7 +9,7 @@ from stream_app.core.calendar import birthday_in_year, local_date, local_midnigh
 from stream_app.core.earning import earn_available
 from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
-from stream_app.core.notify_policy import held_due_at
+from stream_app.core.notify_policy import held_due_at, settle
 from stream_app.core.program import Program
 from stream_app.core.segments import evaluate_segment, segment_due_at
 from stream_app.core.tiers import evaluate_tier, tier_due_at
@@ -18,31 +18,50 @@ MAX_DUE_STEPS = 10_000  # bound on due instants replayed at once (a member idle 
 
 
 def catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
-    """Do the member's due work at each instant it fell due up to `now`, in order, then at `now`.
+    """Do the member's due work at each instant it fell due after its clock up to `now`, in order,
+    then at `now`; the clock (`evaluated_at`) then reads `now`.
 
     Stepping through the exact due instants makes the result independent of when the wall-clock
     tick or the next event happens to arrive: a replay gives the same outputs with the same ids.
+    An instant is stepped once: the clock only moves forward, and a `now` it already reached does
+    nothing (so a `due:<ms>` cause names one step). Work that a late event made due at or before
+    the clock (e.g. the return window of an order older than the clock) is done at the next step.
     """
-    cursor = member.evaluated_at if member.evaluated_at is not None else now
+    start = member.evaluated_at
+    if start is not None and now <= start:
+        return
+    cursor = now if start is None else start
     for _ in range(MAX_DUE_STEPS):
-        due = next_due(member, program, cursor)
-        if due is None or due > now or due <= cursor:
+        due = _due_after(member, program, cursor)
+        if due is None or due > now:
             break
         _step(member, program, due, out)
         cursor = due
-    cursor = max(cursor, now)
-    _step(member, program, cursor, out)
-    member.evaluated_at = cursor
+    if cursor < now or start is None:
+        _step(member, program, now, out)
+    member.evaluated_at = now
 
 
 def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
+    first = len(out.notifications)
     _advance(member, program, at, out)
     evaluate_tier(member, program, at, f"due:{at}", out)
     evaluate_segment(member, program, at, f"due:{at}", out)
+    settle(member, program, at, out, first)
 
 
 def next_due(member: Member, program: Program, now: int) -> int | None:
-    """The earliest instant after `now` at which time alone changes this member."""
+    """The earliest instant after `now` at which time alone changes this member. Work a late event
+    left due at or before `now` is done by the next step after it: its instant is `now + 1`."""
+    return min((max(t, now + 1) for t in _due_times(member, program, now)), default=None)
+
+
+def _due_after(member: Member, program: Program, cursor: int) -> int | None:
+    """The earliest due instant strictly after `cursor` (work due before it waits for that step)."""
+    return min((t for t in _due_times(member, program, cursor) if t > cursor), default=None)
+
+
+def _due_times(member: Member, program: Program, now: int) -> list[int]:
     times = []
     for lot in member.ledger.lots:
         if not lot.released:
@@ -59,7 +78,7 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
                    held_due_at(member, program, now)):
         if due_at is not None:
             times.append(due_at)
-    return min(times, default=None)
+    return times
 
 
 def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:

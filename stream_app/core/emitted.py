@@ -23,6 +23,7 @@ class Outputs:
     rewards: list[dict] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
     device_links: list[dict] = field(default_factory=list)
+    notifications_dropped: int = 0  # by the notification policy (notify_policy.settle)
 
     def link_device(self, op: str, device: str, member: Member) -> None:
         """Tell the device index that `member` uses (op "seen") or no longer uses ("forget") `device`."""

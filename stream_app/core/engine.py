@@ -1,8 +1,13 @@
 """The loyalty core's entry points: apply one input event, or the passing of time, to a member's state.
 
 Pure and deterministic: state in, state and output events out; the clock is an argument.
-Rules about an event use its `occurred_at`; before an event is applied, the member's due work
-up to that instant is done, so a replay of the same events gives the same results.
+Before an event is applied, the member's due work up to its instant is done, so a replay of the
+same events gives the same results. The member's clock (`evaluated_at`) never runs backwards: an
+event older than it (late: the worker merges its inputs by event time, agents/merge.py, so only an
+event later than that merge's grace is late) is applied as of the clock. What the event itself says
+keeps its own `occurred_at` (an order's paid date, the local day a login, share or review counts for,
+the review's order window, the velocity window, the instant of its rewards); the member's time-driven
+state (due work, tier, segment, notification policy, next due instant) is judged at the clock.
 The rules per event kind are in handlers.py, due work in due.py, earning helpers in earning.py.
 """
 from __future__ import annotations
@@ -15,14 +20,14 @@ from stream_app.core.due import catch_up, next_due
 from stream_app.core.emitted import Outputs
 from stream_app.core.handlers import HANDLERS, freeze_flagged
 from stream_app.core.member import Member
-from stream_app.core.notify_policy import apply_policy, release_held
+from stream_app.core.notify_policy import settle
 from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED
 from stream_app.core.program import Program
 from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
 
 ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted", "member_flagged"})
-__all__ = ["ADMIN_TYPES", "Result", "advance", "apply_event", "event_time_ms", "new_member", "next_due"]
+__all__ = ["ADMIN_TYPES", "Result", "advance", "apply_event", "clock_of", "event_time_ms", "new_member", "next_due"]
 
 
 @dataclass(slots=True)
@@ -36,6 +41,7 @@ class Result:
     next_due: int | None = None
     notifications_dropped: int = 0
     device_links: list[dict] = field(default_factory=list)
+    late: bool = False  # applied, but older than the member's clock (counted: loyalty_events_late_total)
 
 
 def event_time_ms(event: dict) -> int:
@@ -48,52 +54,54 @@ def new_member(member_id: str, now: int, program: Program) -> Member:
 
 def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     """Apply one validated input event to a member's state (None for a member not seen yet)."""
-    now = event_time_ms(event)
-    member = Member.from_dict(state) if state else new_member(event["member_id"], now, program)
+    occurred = event_time_ms(event)
+    member = Member.from_dict(state) if state else new_member(event["member_id"], occurred, program)
+    now = clock_of(member, occurred)
     if event["event_id"] in member.event_ids:
         return Result(state, outcome=DUPLICATE, next_due=next_due(member, program, now))
     out = Outputs(program)
     if event["type"] == "member_erased":
-        out.reward(member, "member_erased", 0, event["event_id"], "erasure", now)
+        out.reward(member, "member_erased", 0, event["event_id"], "erasure", occurred)
         for device in member.devices:
             out.link_device("forget", device, member)
         return Result(None, out.rewards, out.notifications, ERASED, device_links=out.device_links)
     catch_up(member, program, now, out)
+    first = len(out.notifications)  # what catch_up sent is settled already, step by step
     if event["type"] not in ADMIN_TYPES:
-        member.last_activity_at = max(member.last_activity_at or now, now)
-        _flag_abuse(member, event, program, now, out)
-    outcome = HANDLERS[event["type"]](member, event, program, now, out)
+        member.last_activity_at = max(member.last_activity_at or occurred, occurred)
+        _flag_abuse(member, event, program, occurred, out)
+    outcome = HANDLERS[event["type"]](member, event, program, occurred, out)
     evaluate_tier(member, program, now, event["event_id"], out)
     evaluate_segment(member, program, now, event["event_id"], out)
     member.event_ids.append(event["event_id"])
     del member.event_ids[:-program.max_event_ids]
     member.ledger.prune()
-    dropped = _apply_notification_policy(member, program, now, out)
+    settle(member, program, now, out, first)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
-                  next_due(member, program, now), dropped, out.device_links)
+                  next_due(member, program, now), out.notifications_dropped, out.device_links,
+                  late=occurred < now)
+
+
+def clock_of(member: Member, at: int) -> int:
+    """The instant the member's time-driven state is judged at: `at`, or its clock when that is later."""
+    return at if member.evaluated_at is None else max(at, member.evaluated_at)
 
 
 def advance(state: dict, program: Program, now: int) -> Result:
-    """Do the member's work that has fallen due by `now` (release, expiry, warnings, birthday, tier)."""
+    """Do the member's work that has fallen due by `now` (release, expiry, warnings, birthday, tier).
+
+    A `now` the member's clock already passed (a due tick that arrives after newer events) does nothing."""
     member = Member.from_dict(state)
+    now = clock_of(member, now)
     out = Outputs(program)
     catch_up(member, program, now, out)
     member.ledger.prune()
-    dropped = _apply_notification_policy(member, program, now, out)
     new_state = member.to_dict()
     # Only the evaluation cursor moved: nothing to write (stepping again from the old one is a no-op).
     # Keys the core does not own (e.g. an `_outbox` left by older versions) are not compared.
     changed = any(new_state[k] != state.get(k) for k in new_state if k != "evaluated_at")
     return Result(new_state if changed else state, out.rewards, out.notifications,
-                  APPLIED if changed else IGNORED, next_due(member, program, now), dropped)
-
-
-def _apply_notification_policy(member: Member, program: Program, now: int, out: Outputs) -> int:
-    """Send held notifications that may go now, then this change's own; returns how many were dropped."""
-    released, stale = release_held(member, program, now)
-    send, dropped = apply_policy(member, program, now, out.notifications)
-    out.notifications = released + send
-    return stale + dropped
+                  APPLIED if changed else IGNORED, next_due(member, program, now), out.notifications_dropped)
 
 
 def _flag_abuse(member: Member, event: dict, program: Program, now: int, out: Outputs) -> None:

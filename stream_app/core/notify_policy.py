@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from stream_app.core.calendar import local_date, to_ms
+from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
 from stream_app.core.program import Program
 
@@ -50,6 +51,17 @@ def apply_policy(member: Member, program: Program, now: int, notifications: list
         else:
             dropped += 1
     return send, dropped
+
+
+def settle(member: Member, program: Program, at: int, out: Outputs, first: int) -> None:
+    """Apply the policy at `at` to the notifications `out` collected from index `first` on, after the
+    held ones that may go at `at`. Called per due step at its own instant and once for an event, so
+    what is held, sent or dropped, and which day's cap it counts against, does not depend on when a
+    tick or the next event happened to run the step."""
+    released, stale = release_held(member, program, at)
+    send, dropped = apply_policy(member, program, at, out.notifications[first:])
+    out.notifications[first:] = released + send
+    out.notifications_dropped += stale + dropped
 
 
 def release_held(member: Member, program: Program, now: int) -> tuple[list[dict], int]:

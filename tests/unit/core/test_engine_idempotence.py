@@ -37,7 +37,8 @@ def test_every_applied_event_is_a_duplicate_the_second_time(run):
         result = engine.apply_event(state, event, r.program)
         assert (result.outcome, result.rewards, result.notifications) == ("duplicate", [], [])
         assert result.state is state
-        assert result.next_due == engine.next_due(r.member, r.program, ms(event["occurred_at"]))
+        # judged at the member's clock, not at the old event's own instant (which the clock passed)
+        assert result.next_due == engine.next_due(r.member, r.program, r.state["evaluated_at"])
 
 
 def test_duplicate_right_after_applying(run):

@@ -94,16 +94,30 @@ def test_quiet_hours_drop(run):
     assert r.member.count_today("2024-03-05", "marketing") == 0
 
 
-def test_held_longer_than_hold_at_most_is_dropped(run, quiet):
+def test_held_longer_than_hold_at_most_when_quiet_hours_end_is_dropped(run):
+    nine_hours = policy_program(hold_at_most='"PT9H"')  # 23:00 to 08:00 is exactly 9 hours
+    r = run(nine_hours)
+    r.login(NIGHT)
+    on_time = r.advance(MORNING)
+    assert (templates(on_time.notifications), on_time.notifications_dropped) == (["points_earned"], 0)
+    r = run(nine_hours)
+    r.login(ms(NIGHT) - 1)
+    late = r.advance(MORNING)
+    assert (late.notifications, late.notifications_dropped) == ([], 1)
+    assert r.state["held"] == []
+
+
+def test_release_is_judged_when_quiet_hours_end_not_when_the_worker_gets_to_it(run, quiet):
+    """A tick long after quiet hours (a worker that was down) sends what the end of quiet hours sent:
+    the step runs at its own instant, so live and replayed runs agree."""
     r = run(quiet)
     r.login(NIGHT)
     held = r.state
-    on_time = r.advance(ms(NIGHT) + 12 * HOUR)  # exactly hold_at_most: still sent
-    assert (templates(on_time.notifications), on_time.notifications_dropped) == (["points_earned"], 0)
+    on_time = r.advance(MORNING)
     r.state = held
-    late = r.advance(ms(NIGHT) + 12 * HOUR + 1)
-    assert (late.notifications, late.notifications_dropped) == ([], 1)
-    assert r.state["held"] == []
+    late = r.advance(ms(NIGHT) + 3 * DAY)
+    assert late.notifications == on_time.notifications != []
+    assert r.member.count_today("2024-03-06", "marketing") == 1
 
 
 def test_short_hold_at_most_drops_at_the_end_of_quiet_hours(run):

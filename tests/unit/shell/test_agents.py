@@ -11,6 +11,9 @@ How the pipeline is driven:
   and puts it on the wrapper's channel.
 - A message counts as processed once the stream acks it, which happens when the agent asks for
   the next one, i.e. after the whole body (table write, sends) ran for it.
+- The event-time merge (agents/intake.py) reads each partition's lag from the consumer's highwater,
+  which needs a started consumer: the fixture reports every partition caught up (highwater 0), so
+  only the grace holds an event (none for the past-dated events most tests use).
 - Topic creation (`declare_all`) is replaced by a no-op. What the agents send goes through the
   outgoing batches (topics/outgoing.py), whose sink is a recorder (`Pipeline.sent`, and
   `Pipeline.changelog()` for the members changelog); the due timer's Faust topic sends are
@@ -49,10 +52,11 @@ _APP_IDS = itertools.count()
 exits: list[int] = []  # what a FailStop of these tests would have exited with
 
 
-def build_test_parts(program: Program | None = None):
+def build_test_parts(program: Program | None = None, grace: str = "PT2S"):
     """A fresh app of its own: memory store, its own app id, `program` (default: the packaged one), and a
     FailStop that records its exit instead of leaving the process."""
-    settings = load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": f"agents-test-{next(_APP_IDS)}"})
+    settings = load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": f"agents-test-{next(_APP_IDS)}",
+                              "LOYALTY_ORDER_GRACE": grace})
     parts = build_parts(settings, program or load_program(""))
     return replace(parts, failstop=FailStop(exit=exits.append, timer=lambda seconds, action: None))
 
@@ -196,9 +200,9 @@ async def _no_declare() -> None:
     return None
 
 
-async def run_pipeline(monkeypatch, program: Program | None = None):
+async def run_pipeline(monkeypatch, program: Program | None = None, grace: str = "PT2S"):
     """Build an app with `program`, register its agents, and run the process agent in its test context."""
-    parts = build_test_parts(program)
+    parts = build_test_parts(program, grace)
     monkeypatch.setattr(parts.topics, "declare_all", _no_declare)
     sent: list[Sent] = []
     changelog: list[tuple] = []
@@ -206,6 +210,7 @@ async def run_pipeline(monkeypatch, program: Program | None = None):
         parts.topics.produced[kind] = RecordingTopic(kind, sent)
     sink = RecordingSink(parts, sent, changelog)
     parts.outgoing.sink = parts.changelogs.sink = sink
+    monkeypatch.setattr(parts.app.consumer, "highwater", lambda tp: 0)  # every partition caught up
     agents.process.register(parts.app, parts)
     device_agent.register(parts.app, parts)
     due_work, observer = schedule.DueWork(parts), observe.Observer(parts)
@@ -216,8 +221,15 @@ async def run_pipeline(monkeypatch, program: Program | None = None):
 
 
 @pytest.fixture
-async def pipeline(monkeypatch):
-    async for running in run_pipeline(monkeypatch):
+def short_grace() -> str:
+    """Ask for it before `pipeline`: the processing agent's intake then has a 0.3 s grace (default 2 s)."""
+    return "PT0.3S"
+
+
+@pytest.fixture
+async def pipeline(monkeypatch, request):
+    grace = request.getfixturevalue("short_grace") if "short_grace" in request.fixturenames else "PT2S"
+    async for running in run_pipeline(monkeypatch, grace=grace):
         yield running
 
 
@@ -386,6 +398,98 @@ async def test_member_erased_removes_the_member_from_the_table(pipeline):
     assert summary(pipeline.to("rewards")) == [("points_earned", 5, "shares"), ("member_erased", 0, "erasure")]
     assert pipeline.changelog() == [(M1, None)]  # a tombstone
     assert len(pipeline.schedule) == 0
+
+
+# -- agents.process: event-time order across topics (agents/intake.py) ----------------------------
+
+def review(event_id: str, order_event: str, at: str) -> dict:
+    return {"event_id": event_id, "member_id": "m1", "occurred_at": at, "type": "review_posted",
+            "review_id": f"rv-{event_id}", "order_id": f"ord-{order_event}", "rating": 5, "has_media": False}
+
+
+def now_iso(offset_ms: int = 0) -> str:
+    return datetime.fromtimestamp(time.time() + offset_ms / 1000).astimezone().isoformat(timespec="milliseconds")
+
+
+
+
+async def test_a_review_read_before_its_order_is_applied_after_it(pipeline):
+    later = "2025-03-03T11:00:00.000+08:00"
+    await pipeline.put_many([("reviews", raw(review("r1", "o1", later)), M1), ("orders", raw(order("o1")), M1)])
+
+    assert summary(pipeline.to("rewards")) == [("points_pending", 123, "order"),
+                                               ("points_pending", 100, "first_order_bonus"),
+                                               ("points_earned", 10, "reviews")]
+
+
+async def test_a_live_event_is_held_unacked_for_the_grace_then_applied_without_more_input(short_grace, pipeline):
+    started = time.monotonic()
+    put = asyncio.ensure_future(pipeline.put("shares", raw(share("e1", at=now_iso()))))
+    await asyncio.sleep(0.15)
+    assert not put.done() and M1 not in pipeline.members  # held: not applied, its offset not acked
+    assert REGISTRY.get_sample_value("loyalty_order_held") == 1
+    message = await put  # nothing else arrived: the intake woke up on its own when the grace ended
+    assert time.monotonic() - started >= 0.25
+    assert message.acked and pipeline.state_of().ledger.available == 5
+
+
+async def test_an_older_event_on_another_topic_within_the_grace_goes_first(short_grace, pipeline):
+    reviewed_at, paid_at = now_iso(), now_iso(-50)
+    newer = asyncio.ensure_future(pipeline.put("reviews", raw(review("r1", "o1", reviewed_at))))
+    await asyncio.sleep(0.1)
+    await pipeline.put("orders", raw(order("o1", at=paid_at)))  # published later, occurred earlier
+    await newer
+    assert [r["rule"] for r in pipeline.to("rewards")] == ["order", "first_order_bonus", "reviews"]
+
+
+async def put_nowait(pipeline: Pipeline, kind: str, value: bytes) -> Message:
+    """Put one message on the agent's channel without waiting for it to be processed."""
+    channel = pipeline.agent.stream().channel
+    message = pipeline._message(kind, value, M1, None)
+    message.incref()
+    await channel.put(await channel.decode(message))
+    return message
+
+
+async def test_held_events_are_applied_at_once_when_a_rebalance_begins(short_grace, pipeline):
+    """Faust stops its flow and waits for what its agents took: the intake lets go of what it holds."""
+    forced = REGISTRY.get_sample_value("loyalty_order_forced_total", {"reason": "rebalance"}) or 0
+    message = await put_nowait(pipeline, "shares", raw(share("e1", at=now_iso(10_000))))  # held for the grace
+    await asyncio.sleep(0.1)
+    assert M1 not in pipeline.members
+    pipeline.app.flow_control.suspend()  # what Faust does when partitions are revoked
+    try:
+        await asyncio.sleep(0.25)  # within the intake's poll, before the grace ends
+        assert message.acked and pipeline.state_of().ledger.available == 5
+        assert message.refcount == 0  # every holder acked it: the final ack commits its offset
+        assert REGISTRY.get_sample_value("loyalty_order_forced_total", {"reason": "rebalance"}) == forced + 1
+    finally:
+        pipeline.app.flow_control.resume()
+
+
+async def test_held_events_of_an_older_generation_are_dropped_unacked(short_grace, pipeline, monkeypatch):
+    dropped = REGISTRY.get_sample_value("loyalty_order_dropped_total") or 0
+    event = raw(share("e1", at=now_iso(10_000)))
+    message = await put_nowait(pipeline, "shares", event)
+    await asyncio.sleep(0.1)
+    # a rebalance went by
+    monkeypatch.setattr(pipeline.app, "consumer_generation_id", pipeline.app.consumer_generation_id + 1)
+    await asyncio.sleep(0.3)  # the intake's next poll
+    assert message.acked and REGISTRY.get_sample_value("loyalty_order_dropped_total") == dropped + 1
+    assert M1 not in pipeline.members and pipeline.sent == []
+    assert message.refcount > 0  # the intake's hold was never acked: no final ack, no commit
+    await pipeline.put("shares", event)  # read again from the committed offset, in the new generation
+    assert pipeline.state_of().ledger.available == 5
+
+
+async def test_an_event_older_than_the_members_clock_is_applied_and_counted_late(pipeline):
+    late = REGISTRY.get_sample_value("loyalty_events_late_total", {"topic": "logins"}) or 0
+    await pipeline.put("orders", raw(order("o1")))
+    login = {"event_id": "l1", "member_id": "m1", "occurred_at": "2025-03-02T10:00:00.000+08:00",
+             "type": "login", "device_id": "phone"}
+    await pipeline.put("logins", raw(login))
+    assert REGISTRY.get_sample_value("loyalty_events_late_total", {"topic": "logins"}) == late + 1
+    assert pipeline.state_of().ledger.available == 2 and pipeline.state_of().evaluated_at == PAID_AT_MS
 
 
 # -- agents.process: keyless messages -------------------------------------------------------------

@@ -130,6 +130,7 @@ def _effects(tmp_path: Path) -> dict:
         "LOYALTY_ADMIN_TOKEN": ("a-secret", lambda w: w.parts.settings.admin_token, "a-secret"),
         "LOYALTY_READ_TOKEN": ("r-secret", lambda w: w.parts.settings.read_token, "r-secret"),
         "LOYALTY_PII_KEY": ("k", lambda w: w.processor.pii_key, b"k"),
+        "LOYALTY_ORDER_GRACE": ("PT0.5S", lambda w: w.processor.intake._merge._grace, 500),
         "LOYALTY_WORKER_NAME": ("worker-7", lambda w: w.app.conf.consumer_group_instance_id, "worker-7"),
         "LOYALTY_KAFKA_SECURITY_PROTOCOL": ("SSL", lambda w: _credentials(w)[0], "SSLCredentials"),
         "LOYALTY_KAFKA_SASL_MECHANISM": ({**SASL, "LOYALTY_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
