@@ -96,15 +96,14 @@ class BatchPipeline:
         states (an exception goes to `failed` and the batch goes on: escaping a Faust agent it
         would ack the message silently), submit the batch, then call `submitted` with what
         `apply` returned for each event (None left out). With an `intake` the events come through
-        it, in event-time order (agents/intake.py), held by it until their batch arrives here."""
+        it, in event-time order (agents/intake.py), held from the moment the intake read them."""
         batches = (stream.take_events(BATCH_MAX, within=BATCH_WITHIN) if intake is None
                    else intake.batches(stream))
         try:
             async for events in batches:
-                for event in events:
-                    hold(event.message)  # take_events' (or the intake's) own ack leaves it held: the writer acks it
-                if intake is not None:
-                    intake.applied(events)  # the writer holds them now, until their state is written
+                if intake is None:  # the intake holds what it releases already: that hold is the writer's
+                    for event in events:
+                        hold(event.message)  # take_events' own ack leaves it held: the writer acks it
                 try:
                     await self._consume_batch(events, apply, failed, submitted)
                 except Exception as exc:  # a defect outside the per-event handling: stop, ack nothing

@@ -9,8 +9,8 @@ member's events are applied in `occurred_at` order across topics (docs/contracts
   arrives (take_events never yields an empty batch). Both run inside the one agent (concurrency 1):
   a member's events are still applied by one writer.
 - Held events are not acked, so their offsets are not committed: the reader takes a reference to
-  each message (`Message.incref`) before take_events acks its own, and `applied` releases it once
-  the batch pipeline has taken the reference its writer acks after the state is written.
+  each message (`Message.incref`) before take_events acks its own; that reference goes with the
+  released batch to the batch pipeline, whose writer acks it once the state is written.
 - Rebalances: when partitions are revoked Faust stops its flow and waits (`wait_empty`) until every
   message its agents took is acked. The intake then lets go of everything it holds at once (in
   event-time order, without waiting for lagging topics: `loyalty_order_forced_total{reason=
@@ -24,7 +24,7 @@ member's events are applied in `occurred_at` order across topics (docs/contracts
   the same way.
 
 Faust internals read here (checked against faust-streaming 0.15.3): `Consumer.highwater(tp)` (the
-highwater of the last fetch), `Consumer._committed_offset` (as agents/observe.py), `Message.acked`,
+highwater of the last fetch), the committed offset (stream_app/faust_compat.py), `Message.acked`,
 `Message.generation_id`, `app.consumer_generation_id`, `app.flow_control.is_active()` (what
 `Stream.__aiter__` itself checks to skip stale messages).
 """
@@ -38,6 +38,7 @@ from faust.types import TP, EventT
 
 from agents.merge import EventTimeMerge
 from stream_app import metrics
+from stream_app.faust_compat import committed_offset, hold
 
 READ_BATCH = 1000  # events per take_events batch (as agents/batch.py takes them without a merge)
 READ_WITHIN = 0.01  # seconds take_events waits to fill a batch
@@ -95,18 +96,13 @@ class OrderedIntake:
                     self._drop(item)
             metrics.ORDER_HELD.set(0)
 
-    def applied(self, events: list[EventT]) -> None:
-        """Release the intake's hold on events handed to the batch pipeline (it holds them itself now)."""
-        for event in events:
-            event.ack()
-
     async def _read(self, stream, queue: asyncio.Queue) -> None:
         """Take the stream's batches into `queue`, then _END (also after an error, which `batches`
         raises); not when cancelled, as nothing reads the queue any more."""
         try:
             async for events in stream.take_events(READ_BATCH, within=READ_WITHIN):
                 for event in events:
-                    event.message.incref()  # held until applied or dropped, not acked by take_events
+                    hold(event.message)  # held until applied (the writer acks it) or dropped
                 await queue.put(events)
         except Exception:
             await queue.put(_END)
@@ -176,5 +172,5 @@ class OrderedIntake:
             return None
         base = self._next_offset.get(tp)
         if base is None:
-            base = getattr(consumer, "_committed_offset", {}).get(tp) or 0
+            base = committed_offset(consumer, tp) or 0
         return max(0, highwater - base)

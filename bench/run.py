@@ -251,28 +251,10 @@ def produce_workload(args, prefix: str) -> dict:
 # -- the service ------------------------------------------------------------------------------------------
 
 class ServiceWorker(WorkerProcess):
-    """A WorkerProcess, started without blocking so the bench can sample it from its first instant."""
+    """A WorkerProcess sampled from its first instant: `spawn()` returns at once, readiness polled every 0.1 s."""
 
-    spawned_at = 0.0
-
-    def spawn(self) -> ServiceWorker:
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.spawned_at = time.time()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", "info"],
-            cwd=ROOT, env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
-        return self
-
-    def wait_ready(self, timeout: float) -> float:
-        """Seconds from process start to GET /ready answering 200 (polled every 0.1 s)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.get("/ready")[0] == 200:
-                return time.time() - self.spawned_at
-            time.sleep(0.1)
-        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+    def wait_ready(self, timeout: float = 90, poll: float = 0.1) -> float:
+        return super().wait_ready(timeout, poll)
 
     def metric_sum(self, name: str) -> float | None:
         status, body = self.get("/metrics")

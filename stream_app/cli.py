@@ -104,32 +104,18 @@ def read_events(lines: Iterable[bytes], now_ms: int) -> Iterator[tuple[str, byte
     An event's topic is the input kind whose schema lists its `type`; its key is its member id.
     Each line is judged as the worker would judge it at `now_ms` (epoch ms).
     """
-    from topics import strict_json
-    from topics.validation import INPUT_KINDS, Rejection, decode_event, load_schema
+    from stream_app.history import route
+    from topics.validation import Rejection, decode_event
 
-    kind_of_type = {name: kind for kind in INPUT_KINDS for name in load_schema(kind)["properties"]["type"]["enum"]}
     for number, raw in enumerate(lines, 1):
         value = raw.strip()
         if not value:
             continue
-        try:
-            event, _ = strict_json.decode(value)  # its unsafe values: decode_event's to report
-        except strict_json.InvalidJson as exc:
-            yield Skipped(number, f"invalid_json: {exc}")
+        routed = route(value)
+        if isinstance(routed, Rejection):
+            yield Skipped(number, f"{routed.code}: {routed.detail}")
             continue
-        if not isinstance(event, dict):
-            yield Skipped(number, "not_an_object: value is not a JSON object")
-            continue
-        event_type = event.get("type")
-        if not isinstance(event_type, str):
-            yield Skipped(number, "schema_violation: type: missing or not a string")
-            continue
-        kind = kind_of_type.get(event_type)
-        if kind is None:
-            yield Skipped(number, f"unknown_type: {event_type!r} is not an input event type")
-            continue
-        member_id = event.get("member_id")
-        key = member_id.encode() if isinstance(member_id, str) else None
+        kind, key = routed
         decoded = decode_event(kind, key, value, now_ms=now_ms)
         if isinstance(decoded, Rejection):
             yield Skipped(number, f"{decoded.code}: {decoded.detail}")

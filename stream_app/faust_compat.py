@@ -127,6 +127,11 @@ async def partition_count(producer: Any, topic: str) -> int:
     return len(producer.client.cluster.partitions_for_topic(topic))
 
 
+def committed_offset(consumer: Consumer, tp: Any) -> int | None:
+    """The committed offset of one partition (None: none known yet)."""
+    return getattr(consumer, "_committed_offset", {}).get(tp)
+
+
 def committed_offsets(consumer: Consumer) -> dict:
     """The committed offset per partition (seeded from the broker on assignment, updated after each commit)."""
     return {tp: offset for tp, offset in getattr(consumer, "_committed_offset", {}).items() if offset is not None}

@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from stream_app.core.engine import event_time_ms
+from topics import strict_json
 from topics.catalog import INPUT_KINDS, TopicNames
 from topics.validation import MAX_MESSAGE_BYTES, Rejection, decode_event, load_schema
 
@@ -41,21 +40,22 @@ def decode(record: Record, now_ms: int) -> dict | Rejection:
     """The validated event of a record, or why the worker would dead-letter it, read at `now_ms`."""
     kind, key, value = record.kind, record.key, record.value
     if kind is None:
-        routed = _route(value)
+        routed = route(value)
         if isinstance(routed, Rejection):
             return routed
         kind, key = routed
     return decode_event(kind, key, value, now_ms=now_ms)
 
 
-def _route(value: bytes) -> tuple[str, bytes | None] | Rejection:
-    """(topic kind, key) of a file line, as `loyalty replay` publishes it."""
+def route(value: bytes) -> tuple[str, bytes | None] | Rejection:
+    """(topic kind, key) of a JSON-lines event, as `loyalty replay` publishes it: the input kind whose
+    schema lists its `type`, keyed by its `member_id`; or why the worker would refuse it on any topic."""
     if len(value) > MAX_MESSAGE_BYTES:
         return Rejection("oversized", f"value is {len(value)} bytes, limit {MAX_MESSAGE_BYTES}")
     try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("invalid_json", f"{exc.msg} at position {exc.pos}")
+        event, _ = strict_json.decode(value)  # its unsafe values: decode_event's to report
+    except strict_json.InvalidJson as exc:
+        return Rejection("invalid_json", str(exc))
     if not isinstance(event, dict):
         return Rejection("not_an_object", "value is not a JSON object")
     event_type = event.get("type")

@@ -34,20 +34,33 @@ class WorkerProcess:
         self.env = {**os.environ, **env, "LOYALTY_DATA_DIR": str(data_dir), "LOYALTY_WEB_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.spawned_at = 0.0
 
-    def start(self, ready_timeout: float = 90) -> WorkerProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", self.log_level],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + ready_timeout
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "faust", "-A", "stream_app.app", "worker", "-l", self.log_level]
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process and return at once; its output goes to the log file."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.spawned_at = time.time()
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float = 90, poll: float = 0.3) -> float:
+        """Seconds from `spawn` until GET /ready answers 200 (polled every `poll` s)."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             if self.get("/ready")[0] == 200:
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.log_tail()}")
+                return time.time() - self.spawned_at
+            time.sleep(poll)
+        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+
+    def start(self, ready_timeout: float = 90) -> WorkerProcess:
+        """Spawn and wait until ready."""
+        self.spawn().wait_ready(ready_timeout)
+        return self
 
     def get(self, path: str) -> tuple[int, object]:
         try:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import BOOTSTRAP, ROOT, Worker
+from tests.integration.harness import BOOTSTRAP, Worker
 
 # Runs inside the namespace before the worker (exec'd after it): 127.0.0.1:<broker port> -> kafka socket,
 # web socket -> 127.0.0.1:<web port>. It exits when its parent (the worker) does.
@@ -137,21 +137,15 @@ class IsolatedWorker(Worker):
             pytest.fail(f"this test runs the worker in its own network namespace and needs root "
                         f"(unshare -n): {probe.stderr.strip() or probe.returncode}")
         self._web_sock.unlink(missing_ok=True)
+        super().start(ready_timeout)
+        return self
+
+    def command(self) -> list[str]:
+        """The worker behind the relay script, in a new network namespace with only loopback."""
         broker_port = BOOTSTRAP.split(":")[1]
         inside = (f"ip link set lo up && {sys.executable} -c {_quote(_INSIDE)} {self._kafka_sock} {self._web_sock} "
-                  f"{broker_port} {self.port} & sleep 1; "
-                  f"exec {sys.executable} -m faust -A stream_app.app worker -l info")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(["unshare", "-n", "sh", "-c", inside], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.get("/ready")[0] == 200:
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.log_tail()}")
+                  f"{broker_port} {self.port} & sleep 1; exec {shlex.join(super().command())}")
+        return ["unshare", "-n", "sh", "-c", inside]
 
     def cut(self) -> None:
         """The broker becomes unreachable for this worker (open connections dropped, new ones refused)."""
