@@ -18,7 +18,7 @@ from agents.intake import OrderedIntake
 from agents.observe import member_changed
 from stream_app import metrics
 from stream_app.core.engine import advance, apply_event, event_time_ms
-from stream_app.core.outcomes import DUPLICATE
+from stream_app.core.outcomes import DUPLICATE, STALE
 from stream_app.core.privacy import scrub
 from stream_app.parts import Parts
 from topics.event_time import event_time_ms as message_time_ms
@@ -87,6 +87,10 @@ class MemberProcessor:
         result = apply_event(before, scrub(decoded, self.pii_key), self.program)
         if result.outcome == DUPLICATE:
             states.keep(member_key, event)
+        elif result.outcome == STALE:
+            states.keep(member_key, event)
+            self.emit.dead_letter(message, "stale", "occurred_at is older than the member's duplicate-detection "
+                                                    "horizon (dedupe.window): it cannot be told from a re-sent event")
         else:
             self.emit.outputs(member_key, result)
             states.put(member_key, result.state, event)

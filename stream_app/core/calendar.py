@@ -53,3 +53,16 @@ def birthday_in_year(birthday: str, year: int) -> date:
         return date(year, month, day)
     except ValueError:
         return date(year, month, day - 1)
+
+
+def period_end(ms: int, granularity: str, tz: ZoneInfo) -> int:
+    """`ms` rounded up to the end of its local day or month (the next period's first instant), or itself
+    (`exact`): the program's granularity for instants that decide which bucket or window row a point
+    belongs to, so that a year of activity is a few hundred rows at most, not thousands."""
+    if granularity == "exact":
+        return ms
+    day = local_date(ms, tz)
+    if granularity == "day":
+        return local_midnight_ms(date.fromordinal(day.toordinal() + 1), tz)
+    first_next = date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+    return local_midnight_ms(first_next, tz)

@@ -5,9 +5,11 @@ depend on when a tick or the next event arrives; `next_due` is what the shell sc
 """
 from __future__ import annotations
 
+from stream_app.core import order_history
 from stream_app.core.calendar import birthday_in_year, local_date, local_midnight_ms, rfc3339
 from stream_app.core.earning import earn_available
 from stream_app.core.emitted import Outputs
+from stream_app.core.ledger import EXPIRES, REMAINING
 from stream_app.core.member import Member
 from stream_app.core.notify_policy import held_due_at, settle
 from stream_app.core.program import Program
@@ -40,6 +42,7 @@ def catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
     if cursor < now or start is None:
         _step(member, program, now, out)
     member.evaluated_at = now
+    order_history.fold(member, program, now)  # housekeeping: no rule can tell when it runs
 
 
 def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
@@ -62,15 +65,13 @@ def _due_after(member: Member, program: Program, cursor: int) -> int | None:
 
 
 def _due_times(member: Member, program: Program, now: int) -> list[int]:
-    times = []
-    for lot in member.ledger.lots:
-        if not lot.released:
-            times.append(lot.available_at)
-        elif lot.remaining:
-            times.append(lot.expires_at)
-            warn_at = lot.expires_at - program.expiry_warn_before_ms
-            if not lot.warned and warn_at > now:
-                times.append(warn_at)
+    ledger = member.ledger
+    times = [lot.available_at for lot in ledger.pending_lots]
+    if ledger.buckets:
+        times.append(ledger.buckets[0][EXPIRES])
+    warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
+    if warn_at is not None:
+        times.append(warn_at)
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
@@ -83,7 +84,7 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
 
 def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
-    for lot in sorted((x for x in ledger.lots if not x.released and x.available_at <= now),
+    for lot in sorted((x for x in ledger.pending_lots if x.available_at <= now),
                       key=lambda x: (x.available_at, x.lot_id)):
         released = lot.remaining  # what is left of the lot after clawbacks while it was pending
         ledger.release(lot)
@@ -94,26 +95,25 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
     _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
-    for lot in sorted((x for x in ledger.lots if x.released and x.remaining and x.expires_at <= now),
-                      key=lambda x: (x.expires_at, x.lot_id)):
-        points = ledger.expire(lot)
-        out.reward(member, "points_expired", -points, lot.source_event_id, f"{lot.rule}:expiry",
-                   lot.expires_at)
+    expired_before = ledger.expired
+    for expires_at, points in ledger.expire_due(now):
+        # named by its instant and the member's expired total before it: a late lot can make a bucket
+        # at an instant already expired once, and its expiry is another event with another id
+        out.reward(member, "points_expired", -points, f"expiry:{expires_at}:{expired_before}", "expiry",
+                   expires_at)
+        expired_before += points
     _warn_expiring(member, program, now, out)
-    _forget_old_orders(member, program, now)
 
 
 def _warn_expiring(member: Member, program: Program, now: int, out: Outputs) -> None:
-    horizon = now + program.expiry_warn_before_ms
-    soon = [lot for lot in member.ledger.lots
-            if lot.released and lot.remaining and not lot.warned and now < lot.expires_at <= horizon]
-    points = sum(lot.remaining for lot in soon)
+    ledger = member.ledger
+    soon = ledger.unwarned_expiring(now, now + program.expiry_warn_before_ms)
+    points = sum(bucket[REMAINING] for bucket in soon)
     if soon and points >= program.expiry_warn_min_points:
-        first = min(lot.expires_at for lot in soon)
-        for lot in soon:
-            lot.warned = True
-        out.notify(member, "points_expiring", "expiring:" + ",".join(sorted(x.lot_id for x in soon)), now,
-                   {"points": points, "first_expires_at": rfc3339(first)})
+        first = soon[0][EXPIRES]
+        cause = "expiring:" + ",".join(str(bucket[EXPIRES]) for bucket in soon)
+        ledger.mark_warned(soon)
+        out.notify(member, "points_expiring", cause, now, {"points": points, "first_expires_at": rfc3339(first)})
 
 
 def _next_birthday_ms(member: Member, program: Program, now: int) -> int | None:
@@ -142,9 +142,3 @@ def _pay_birthday(member: Member, program: Program, now: int, out: Outputs) -> N
     source = f"birthday:{year}"
     earn_available(member, program, source, "birthday", program.birthday_points, starts, out)
     out.notify(member, "birthday_gift", source, starts, {"points": program.birthday_points})
-
-
-def _forget_old_orders(member: Member, program: Program, now: int) -> None:
-    keep = max(program.tier_window_ms, program.review_order_window_ms, program.return_window_ms)
-    for order_id in [o.order_id for o in member.orders.values() if o.paid_at + keep < now]:
-        del member.orders[order_id]

@@ -21,7 +21,7 @@ from stream_app.core.emitted import Outputs
 from stream_app.core.handlers import HANDLERS, freeze_flagged
 from stream_app.core.member import Member
 from stream_app.core.notify_policy import settle
-from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED
+from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED, STALE
 from stream_app.core.program import Program
 from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
@@ -57,8 +57,10 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     occurred = event_time_ms(event)
     member = Member.from_dict(state) if state else new_member(event["member_id"], occurred, program)
     now = clock_of(member, occurred)
-    if event["event_id"] in member.event_ids:
+    if event["event_id"] in member.seen:
         return Result(state, outcome=DUPLICATE, next_due=next_due(member, program, now))
+    if member.seen.is_stale(occurred):  # its id may be forgotten: applying it could count it twice
+        return Result(state, outcome=STALE, next_due=next_due(member, program, now))
     out = Outputs(program)
     if event["type"] == "member_erased":
         out.reward(member, "member_erased", 0, event["event_id"], "erasure", occurred)
@@ -73,9 +75,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     outcome = HANDLERS[event["type"]](member, event, program, occurred, out)
     evaluate_tier(member, program, now, event["event_id"], out)
     evaluate_segment(member, program, now, event["event_id"], out)
-    member.event_ids.append(event["event_id"])
-    del member.event_ids[:-program.max_event_ids]
-    member.ledger.prune()
+    member.seen.remember(event["event_id"], occurred, now, program.dedupe_window_ms, program.max_event_ids)
     settle(member, program, now, out, first)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
                   next_due(member, program, now), out.notifications_dropped, out.device_links,
@@ -95,7 +95,6 @@ def advance(state: dict, program: Program, now: int) -> Result:
     now = clock_of(member, now)
     out = Outputs(program)
     catch_up(member, program, now, out)
-    member.ledger.prune()
     new_state = member.to_dict()
     # Only the evaluation cursor moved: nothing to write (stepping again from the old one is a no-op).
     # Keys the core does not own (e.g. an `_outbox` left by older versions) are not compared.

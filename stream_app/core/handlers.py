@@ -5,8 +5,9 @@ from datetime import datetime
 from fractions import Fraction
 from math import floor
 
+from stream_app.core import order_history
 from stream_app.core.calendar import campaign_multiplier, local_date, rfc3339
-from stream_app.core.earning import earn_available, earn_pending, local_day, simple_earn
+from stream_app.core.earning import earn_available, earn_pending, expiry_of, local_day, simple_earn
 from stream_app.core.emitted import Outputs
 from stream_app.core.ledger import Lot
 from stream_app.core.member import Member, Order
@@ -38,14 +39,14 @@ def _order_points(event: dict, program: Program, tier_multiplier: Fraction, camp
 def _order_paid(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
     if member.frozen:
         return FROZEN
-    if event["order_id"] in member.orders:
+    if order_history.known(member, program, event["order_id"]):
         return IGNORED
     points = _order_points(event, program, program.tier(member.tier).multiplier,
                            campaign_multiplier(program, "orders", now))
     bonus = program.first_order_bonus if not member.has_ordered and event["amount_cents"] > 0 else 0
     member.has_ordered = member.has_ordered or event["amount_cents"] > 0
-    member.orders[event["order_id"]] = Order(event["order_id"], event["event_id"], now,
-                                             event["amount_cents"], points, bonus)
+    order_history.record(member, program, Order(event["order_id"], event["event_id"], now,
+                                                event["amount_cents"], points, bonus))
     member.first_order_at = min(member.first_order_at or now, now)
     member.last_order_at = max(member.last_order_at or now, now)
     if points:
@@ -60,7 +61,7 @@ def _order_paid(member: Member, event: dict, program: Program, now: int, out: Ou
 
 
 def _order_refunded(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
-    order = member.orders.get(event["order_id"])
+    order = order_history.refundable(member, program, event["order_id"])
     if order is None:
         return IGNORED
     order.refunded_cents = min(order.paid_cents, order.refunded_cents + event["refund_cents"])
@@ -68,7 +69,7 @@ def _order_refunded(member: Member, event: dict, program: Program, now: int, out
     ledger, policy, total = member.ledger, program.refund_policy, 0
     if owed > order.clawed_back:
         taken = ledger.claw_back(owed - order.clawed_back, now, policy, (f"{order.event_id}:order",))
-        order.clawed_back += taken
+        order_history.claw_back(member, order, taken)
         total += taken
         out.reward(member, "points_clawed_back", -taken, event["event_id"], "refund", now,
                    {"order_id": order.order_id, "refunded_cents": order.refunded_cents})
@@ -78,6 +79,7 @@ def _order_refunded(member: Member, event: dict, program: Program, now: int, out
         total += taken
         out.reward(member, "points_clawed_back", -taken, event["event_id"], "first_order_bonus_reversal",
                    now, {"order_id": order.order_id})
+    member.keep_order(order)
     if total:
         out.notify(member, "points_clawed_back", event["event_id"], now,
                    {"points": total, "order_id": order.order_id})
@@ -87,12 +89,10 @@ def _order_refunded(member: Member, event: dict, program: Program, now: int, out
 def _review_posted(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
     if member.frozen:
         return FROZEN
-    order = member.orders.get(event["order_id"])
     day = local_day(program, now)
-    if (order is None or order.reviewed or not now - program.review_order_window_ms <= order.paid_at <= now
-            or member.count_today(day, "reviews") >= program.review_daily_cap):
+    if (member.count_today(day, "reviews") >= program.review_daily_cap
+            or not order_history.take_for_review(member, program, event["order_id"], now)):
         return IGNORED
-    order.reviewed = True
     member.bump_today(day, "reviews")
     points = program.review_points + (program.review_media_bonus if event["has_media"] else 0)
     simple_earn(member, event, program, now, out, "reviews", points)
@@ -218,7 +218,7 @@ def _points_adjusted(member: Member, event: dict, program: Program, now: int, ou
     lot = None
     if points > 0:
         lot = Lot(f"{event['event_id']}:adjustment", "adjustment", event["event_id"], points, points, now, now,
-                  now + program.expiry_after_ms, released=True)
+                  expiry_of(program, now), released=True)
     member.ledger.adjust(points, lot)
     out.reward(member, "points_adjusted", points, event["event_id"], "admin", now,
                {"operator_id": event["operator_id"], "reason": event["reason"]})

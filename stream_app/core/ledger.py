@@ -1,16 +1,27 @@
-"""A member's points ledger: earn lots, derived balances, release, consumption and expiry.
+"""A member's points ledger: pending lots, available points in buckets by expiry, and running totals.
 
 Pure data and arithmetic; times are epoch milliseconds passed in by the caller.
 Invariant: earned - clawed_back - redeemed - expired + adjusted == available + pending.
+
+Why buckets: available points are fungible except for when they expire, so once a lot is available
+its points join the bucket of its expiry instant (the program rounds expiry to a day or a month,
+`expiry.granularity`); a year of daily earning is then a dozen buckets, not thousands of lots, and
+spending soonest-expiring first is exact at the bucket's granularity. A bucket is
+`[expires_at, remaining, warned]`; points deposited after a bucket was warned go to an unwarned twin
+at the same instant, so a warning never covers points it did not announce. Pending lots keep their
+identity (a refund claws back its own order's lot first) until released.
 """
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass, field
+
+EXPIRES, REMAINING, WARNED = 0, 1, 2
 
 
 @dataclass(slots=True)
 class Lot:
-    """Points earned by one source event under one rule."""
+    """Points earned by one source event under one rule (pending until `available_at`)."""
 
     lot_id: str
     rule: str
@@ -37,9 +48,10 @@ class Lot:
 
 @dataclass(slots=True)
 class Ledger:
-    """Lots plus the running totals that the balance identity is checked against."""
+    """Pending lots, available buckets, and the running totals the balance identity is checked against."""
 
-    lots: list[Lot] = field(default_factory=list)
+    pending_lots: list[Lot] = field(default_factory=list)
+    buckets: list[list[int]] = field(default_factory=list)  # [expires_at, remaining, warned], sorted
     debt: int = 0
     earned: int = 0
     clawed_back: int = 0
@@ -48,48 +60,71 @@ class Ledger:
     adjusted: int = 0
 
     def to_dict(self) -> dict:
-        return {"lots": [lot.to_dict() for lot in self.lots], "debt": self.debt, "earned": self.earned,
-                "clawed_back": self.clawed_back, "redeemed": self.redeemed, "expired": self.expired,
-                "adjusted": self.adjusted}
+        return {"pending": [lot.to_dict() for lot in self.pending_lots], "buckets": self.buckets,
+                "debt": self.debt, "earned": self.earned, "clawed_back": self.clawed_back,
+                "redeemed": self.redeemed, "expired": self.expired, "adjusted": self.adjusted}
 
     @classmethod
     def from_dict(cls, d: dict) -> Ledger:
-        return cls([Lot.from_dict(x) for x in d["lots"]], d["debt"], d["earned"], d["clawed_back"],
-                   d["redeemed"], d["expired"], d["adjusted"])
+        if "lots" in d:  # written before buckets (release 047f314 and earlier): one entry per lot
+            lots = [Lot.from_dict(x) for x in d["lots"]]
+            ledger = cls([lot for lot in lots if not lot.released], [], d["debt"], d["earned"],
+                         d["clawed_back"], d["redeemed"], d["expired"], d["adjusted"])
+            for lot in lots:
+                if lot.released and lot.remaining:
+                    ledger._deposit(lot.expires_at, lot.remaining, lot.warned)
+            return ledger
+        return cls([Lot.from_dict(x) for x in d["pending"]], [list(b) for b in d["buckets"]], d["debt"],
+                   d["earned"], d["clawed_back"], d["redeemed"], d["expired"], d["adjusted"])
 
     # -- balances (derived, never stored) --------------------------------------------------
     @property
     def pending(self) -> int:
-        return sum(lot.remaining for lot in self.lots if not lot.released)
+        return sum(lot.remaining for lot in self.pending_lots)
 
     @property
     def available(self) -> int:
-        return sum(lot.remaining for lot in self.lots if lot.released) - self.debt
+        return sum(b[REMAINING] for b in self.buckets) - self.debt
 
     def spendable(self, now: int) -> int:
-        """Available points on lots still live at `now` (an expired lot cannot be spent)."""
-        return sum(lot.remaining for lot in self.lots if lot.released and lot.expires_at > now) - self.debt
+        """Available points in buckets still live at `now` (an expired bucket cannot be spent)."""
+        return sum(b[REMAINING] for b in self.buckets if b[EXPIRES] > now) - self.debt
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, lot: Lot) -> None:
-        """Record an earned lot; an available one first repays any debt."""
+        """Record an earned lot: pending until released, or straight into its expiry bucket."""
         self.earned += lot.points
-        self.lots.append(lot)
         if lot.released:
-            self._repay_debt(lot)
+            self._deposit(lot.expires_at, self._repay_debt(lot.remaining))
+        else:
+            self.pending_lots.append(lot)
 
     def release(self, lot: Lot) -> None:
-        """A pending lot becomes available."""
+        """A pending lot becomes available: what is left of it repays debt, the rest joins its bucket."""
+        self.pending_lots.remove(lot)
         lot.released = True
-        self._repay_debt(lot)
+        self._deposit(lot.expires_at, self._repay_debt(lot.remaining))
 
-    def _repay_debt(self, lot: Lot) -> None:
-        repaid = min(self.debt, lot.remaining)
-        lot.remaining -= repaid
+    def _repay_debt(self, points: int) -> int:
+        """Repay debt from `points`; returns what is left of them."""
+        repaid = min(self.debt, points)
         self.debt -= repaid
+        return points - repaid
 
-    def take(self, amount: int, lots: list[Lot]) -> int:
-        """Take up to `amount` points from `lots` in the given order; returns what was taken."""
+    def _deposit(self, expires_at: int, points: int, warned: bool = False) -> None:
+        if points <= 0:
+            return
+        for bucket in reversed(self.buckets):  # deposits are nearly always in the newest bucket
+            if bucket[EXPIRES] < expires_at:
+                break
+            if bucket[EXPIRES] == expires_at and bucket[WARNED] == warned:
+                bucket[REMAINING] += points
+                return
+        insort(self.buckets, [expires_at, points, int(warned)])
+
+    @staticmethod
+    def take(amount: int, lots: list[Lot]) -> int:
+        """Take up to `amount` points from pending `lots` in the given order; returns what was taken."""
         taken = 0
         for lot in lots:
             if taken == amount:
@@ -99,47 +134,87 @@ class Ledger:
             taken += part
         return taken
 
+    def _take_available(self, amount: int, live_after: int | None) -> int:
+        """Take up to `amount` from buckets, soonest-expiring first (only those live after `live_after`)."""
+        taken = 0
+        for bucket in self.buckets:
+            if taken == amount:
+                break
+            if live_after is not None and bucket[EXPIRES] <= live_after:
+                continue
+            part = min(bucket[REMAINING], amount - taken)
+            bucket[REMAINING] -= part
+            taken += part
+        self._drop_empty()
+        return taken
+
     def claw_back(self, amount: int, now: int, policy: str, prefer: tuple[str, ...] = ()) -> int:
         """Remove `amount` points for a refund: pending first (preferred lots first), then available
         soonest-expiring first, then, under the `unlimited` policy, debt. Returns points removed."""
-        pending = sorted((lot for lot in self.lots if not lot.released),
-                         key=lambda lot: (lot.lot_id not in prefer, lot.available_at))
+        pending = sorted(self.pending_lots, key=lambda lot: (lot.lot_id not in prefer, lot.available_at))
         taken = self.take(amount, pending)
         if policy != "only_pending":
-            taken += self.take(amount - taken, self.live_available(now))
+            taken += self._take_available(amount - taken, now)
         if policy == "unlimited":
             self.debt += amount - taken
             taken = amount
         self.clawed_back += taken
         return taken
 
-    def live_available(self, now: int) -> list[Lot]:
-        """Available lots that are live at `now`, soonest-expiring first."""
-        return sorted((lot for lot in self.lots if lot.released and lot.remaining and lot.expires_at > now),
-                      key=lambda lot: (lot.expires_at, lot.lot_id))
-
     def redeem(self, amount: int, now: int) -> None:
         """Spend `amount` points (the caller checked `spendable`), soonest-expiring first."""
-        self.redeemed += self.take(amount, self.live_available(now))
+        self.redeemed += self._take_available(amount, now)
 
-    def expire(self, lot: Lot) -> int:
-        """Expire what is left of a lot; returns the points expired."""
-        points, lot.remaining = lot.remaining, 0
-        self.expired += points
-        return points
+    def expire_due(self, now: int) -> list[tuple[int, int]]:
+        """Expire every bucket whose instant has come: (expires_at, points) per expiry instant, in order."""
+        expired: list[tuple[int, int]] = []
+        while self.buckets and self.buckets[0][EXPIRES] <= now:
+            expires_at, points, _ = self.buckets.pop(0)
+            if expired and expired[-1][0] == expires_at:
+                expired[-1] = (expires_at, expired[-1][1] + points)
+            elif points:
+                expired.append((expires_at, points))
+        self.expired += sum(points for _, points in expired)
+        return expired
 
     def adjust(self, points: int, lot: Lot | None) -> None:
         """An operator's adjustment: a positive one arrives as an available lot, a negative one is
-        taken from available lots and then from debt."""
+        taken from available points (soonest-expiring first) and then from debt."""
         self.adjusted += points
         if lot is not None:
-            self.lots.append(lot)
-            self._repay_debt(lot)
+            self._deposit(lot.expires_at, self._repay_debt(lot.remaining))
         else:
             owed = -points
-            taken = self.take(owed, [x for x in self.lots if x.released and x.remaining])
-            self.debt += owed - taken
+            self.debt += owed - self._take_available(owed, None)
 
-    def prune(self) -> None:
-        """Drop lots with nothing left once they are available (totals keep their history)."""
-        self.lots = [lot for lot in self.lots if lot.remaining or not lot.released]
+    def unwarned_expiring(self, now: int, horizon: int) -> list[list[int]]:
+        """Buckets with points, not yet warned, that expire after `now` and by `horizon`."""
+        soon = []
+        for bucket in self.buckets:
+            if bucket[EXPIRES] > horizon:
+                break
+            if bucket[EXPIRES] > now and bucket[REMAINING] and not bucket[WARNED]:
+                soon.append(bucket)
+        return soon
+
+    def mark_warned(self, buckets: list[list[int]]) -> None:
+        """Mark `buckets` warned, merging each into a warned twin at its instant if there is one."""
+        for bucket in buckets:
+            twin = next((b for b in self.buckets if b[EXPIRES] == bucket[EXPIRES] and b[WARNED]), None)
+            if twin is None:
+                bucket[WARNED] = 1
+            else:
+                twin[REMAINING] += bucket[REMAINING]
+                bucket[REMAINING] = 0
+        self._drop_empty()
+
+    def next_warning(self, warn_before: int, now: int) -> int | None:
+        """The earliest instant after `now` at which an unwarned bucket enters its warning period."""
+        for bucket in self.buckets:
+            if bucket[REMAINING] and not bucket[WARNED] and bucket[EXPIRES] - warn_before > now:
+                return bucket[EXPIRES] - warn_before
+        return None
+
+    def _drop_empty(self) -> None:
+        if any(not b[REMAINING] for b in self.buckets):
+            self.buckets = [b for b in self.buckets if b[REMAINING]]

@@ -1,14 +1,25 @@
-"""A member's whole state as the core sees it, and its plain-dict form stored in tables."""
+"""A member's whole state as the core sees it, and its plain-dict form stored in tables (compact rows
+for orders and buckets: what is stored per member is bounded by time, not by history)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stream_app.core.event_ids import EventIds
 from stream_app.core.ledger import Ledger
+
+#: Stored as "v"; states without it were written by release 047f314 or earlier and are migrated on load.
+STATE_VERSION = 2
+
+
+#: Order flags, one bit each, in the compact stored row.
+BONUS_REVERSED, REVIEWED = 1, 2
 
 
 @dataclass(slots=True)
 class Order:
-    """A paid order as far as points are concerned (what it actually earned, not today's rules)."""
+    """A paid order as far as points are concerned (what it actually earned, not today's rules), kept
+    while it may still be refunded. `window_key` is the instant its qualifying points count from in
+    the tier and segment windows (its row in `Member.windows`)."""
 
     order_id: str
     event_id: str
@@ -20,16 +31,21 @@ class Order:
     clawed_back: int = 0
     bonus_reversed: bool = False
     reviewed: bool = False
+    window_key: int = 0
 
-    def to_dict(self) -> dict:
-        return {"order_id": self.order_id, "event_id": self.event_id, "paid_at": self.paid_at,
-                "paid_cents": self.paid_cents, "points": self.points, "bonus": self.bonus,
-                "refunded_cents": self.refunded_cents, "clawed_back": self.clawed_back,
-                "bonus_reversed": self.bonus_reversed, "reviewed": self.reviewed}
+    def to_row(self) -> list:
+        flags = (BONUS_REVERSED if self.bonus_reversed else 0) | (REVIEWED if self.reviewed else 0)
+        return [self.order_id, self.event_id, self.paid_at, self.paid_cents, self.points, self.bonus,
+                self.refunded_cents, self.clawed_back, flags, self.window_key]
 
     @classmethod
-    def from_dict(cls, d: dict) -> Order:
-        return cls(**d)
+    def from_row(cls, row: list | dict) -> Order:
+        """An order from its stored row (or the dict of release 047f314 and earlier)."""
+        if isinstance(row, dict):  # written before compact rows (release 047f314 and earlier)
+            return cls(**row, window_key=row["paid_at"])
+        order_id, event_id, paid_at, paid_cents, points, bonus, refunded, clawed, flags, key = row
+        return cls(order_id, event_id, paid_at, paid_cents, points, bonus, refunded, clawed,
+                   bool(flags & BONUS_REVERSED), bool(flags & REVIEWED), key)
 
     @property
     def qualifying(self) -> int:
@@ -39,12 +55,18 @@ class Order:
 
 @dataclass(slots=True)
 class Member:
+    """Everything the core remembers of a member, each part bounded by a time horizon of the program
+    rather than by the member's history (issue 11): lots by expiry bucket, orders while refundable,
+    then only what the review and the tier/segment windows still need, and recent event-id hashes."""
+
     member_id: str
     created_at: int
     tier: str
     ledger: Ledger = field(default_factory=Ledger)
     at_risk_since: int | None = None
-    orders: dict[str, Order] = field(default_factory=dict)
+    orders: dict[str, list] = field(default_factory=dict)  # id -> Order row, kept while refundable
+    reviewable: dict[str, int] = field(default_factory=dict)  # order id -> paid_at: past refunds, not reviewed
+    windows: list[list[int]] = field(default_factory=list)  # [window_key, qualifying, orders], sorted by key
     has_ordered: bool = False
     daily: dict[str, dict[str, int]] = field(default_factory=dict)
     last_login_day: str | None = None
@@ -55,7 +77,7 @@ class Member:
     referrer_id: str | None = None
     frozen: bool = False
     redemption_ids: list[str] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
+    seen: EventIds = field(default_factory=lambda: EventIds())
     first_order_at: int | None = None
     last_order_at: int | None = None
     last_activity_at: int | None = None
@@ -68,13 +90,15 @@ class Member:
 
     def to_dict(self) -> dict:
         return {
+            "v": STATE_VERSION,
             "member_id": self.member_id, "created_at": self.created_at, "tier": self.tier,
             "ledger": self.ledger.to_dict(), "at_risk_since": self.at_risk_since,
-            "orders": [o.to_dict() for o in self.orders.values()], "has_ordered": self.has_ordered,
+            "orders": list(self.orders.values()), "reviewable": self.reviewable,
+            "windows": self.windows, "has_ordered": self.has_ordered,
             "daily": self.daily, "last_login_day": self.last_login_day, "login_streak": self.login_streak,
             "birthday": self.birthday, "birthday_set_at": self.birthday_set_at,
             "birthday_paid_year": self.birthday_paid_year, "referrer_id": self.referrer_id,
-            "frozen": self.frozen, "redemption_ids": self.redemption_ids, "event_ids": self.event_ids,
+            "frozen": self.frozen, "redemption_ids": self.redemption_ids, "seen": self.seen.to_dict(),
             "first_order_at": self.first_order_at, "last_order_at": self.last_order_at,
             "last_activity_at": self.last_activity_at, "segment": self.segment, "velocity": self.velocity,
             "flags": self.flags, "held": self.held, "devices": self.devices,
@@ -83,15 +107,24 @@ class Member:
 
     @classmethod
     def from_dict(cls, d: dict) -> Member:
+        if "v" in d:
+            orders = {row[0]: row for row in d["orders"]}  # rows: an Order is made only when one is used
+            windows, reviewable = [list(w) for w in d["windows"]], dict(d["reviewable"])
+            seen = EventIds.from_dict(d["seen"])
+        else:  # release 047f314 and earlier: every order kept; each counts from its own paid_at
+            old = [Order.from_row(o) for o in d["orders"]]
+            orders = {o.order_id: o.to_row() for o in old}
+            windows, reviewable = _windows_of(old), {}
+            seen = EventIds.migrated(d["event_ids"], d.get("evaluated_at") or d["created_at"])
         return cls(
             member_id=d["member_id"], created_at=d["created_at"], tier=d["tier"],
             ledger=Ledger.from_dict(d["ledger"]), at_risk_since=d["at_risk_since"],
-            orders={o["order_id"]: Order.from_dict(o) for o in d["orders"]}, has_ordered=d["has_ordered"],
+            orders=orders, reviewable=reviewable, windows=windows, has_ordered=d["has_ordered"],
             daily={day: dict(counts) for day, counts in d["daily"].items()},
             last_login_day=d["last_login_day"], login_streak=d["login_streak"],
             birthday=d["birthday"], birthday_set_at=d["birthday_set_at"],
             birthday_paid_year=d["birthday_paid_year"], referrer_id=d["referrer_id"], frozen=d["frozen"],
-            redemption_ids=list(d["redemption_ids"]), event_ids=list(d["event_ids"]),
+            redemption_ids=list(d["redemption_ids"]), seen=seen,
             # Fields added after the first release: states written before them lack the keys.
             first_order_at=d.get("first_order_at"), last_order_at=d.get("last_order_at"),
             last_activity_at=d.get("last_activity_at"), segment=d.get("segment"),
@@ -99,6 +132,14 @@ class Member:
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
             devices=list(d.get("devices", [])), evaluated_at=d.get("evaluated_at"),
         )
+
+    def order(self, order_id: str) -> Order | None:
+        """The kept order called `order_id` (a copy: `keep_order` stores a change)."""
+        row = self.orders.get(order_id)
+        return None if row is None else Order.from_row(row)
+
+    def keep_order(self, order: Order) -> None:
+        self.orders[order.order_id] = order.to_row()
 
     def count_today(self, day: str, kind: str) -> int:
         return self.daily.get(day, {}).get(kind, 0)
@@ -109,3 +150,12 @@ class Member:
         counts[kind] = counts.get(kind, 0) + 1
         for old in sorted(self.daily)[:-3]:
             del self.daily[old]
+
+
+def _windows_of(orders) -> list[list[int]]:
+    rows: dict[int, list[int]] = {}
+    for order in orders:
+        row = rows.setdefault(order.window_key, [order.window_key, 0, 0])
+        row[1] += order.qualifying
+        row[2] += 1
+    return [rows[key] for key in sorted(rows)]

@@ -2,3 +2,5 @@
 from __future__ import annotations
 
 APPLIED, DUPLICATE, IGNORED, FROZEN, ERASED = "applied", "duplicate", "ignored", "frozen", "erased"
+#: Older than the member's duplicate-detection horizon (dedupe.window): refused, since its id may be forgotten.
+STALE = "stale"

@@ -22,6 +22,7 @@ from stream_app.core.toml_lines import line_of
 
 EARN_KINDS = ("orders", "reviews", "shares", "logins")
 REFUND_POLICIES = ("unlimited", "within_balance", "only_pending")
+GRANULARITIES = ("exact", "day", "month")  # expiry.granularity, orders.window_granularity
 PRIORITIES = ("transactional", "marketing")
 COUNT_MAX = 1_000_000_000
 MULTIPLIER_MAX = 1000
@@ -104,6 +105,10 @@ class Program:
     tiers: tuple[Tier, ...]
     campaigns: tuple[Campaign, ...]
     max_event_ids: int
+    dedupe_window_ms: int | None  # None: ids are forgotten only beyond max_event_ids
+    expiry_granularity: str  # exact | day | month: an expiry instant is rounded up to a local period's end
+    refund_horizon_ms: int  # an order is refundable this long after it was paid, then only its totals stay
+    order_window_granularity: str  # exact | day | month: when an order's points count from in windows
     priorities: dict[str, str]
     abuse_limits: dict[str, int]
     abuse_window_ms: int
@@ -334,6 +339,11 @@ def program_from_dict(data: dict) -> Program:
         tiers=_tiers(tiers),
         campaigns=_campaigns(root),
         max_event_ids=max(1, dedupe.count("max_event_ids", 2000)),
+        dedupe_window_ms=dedupe.duration("window", positive=True) if "window" in dedupe.data else None,
+        expiry_granularity=expiry.choice("granularity", GRANULARITIES, "exact"),
+        refund_horizon_ms=(orders.duration("refund_horizon") if "refund_horizon" in orders.data else
+                           _kept_before_horizons(orders, reviews, tiers)),
+        order_window_granularity=orders.choice("window_granularity", GRANULARITIES, "exact"),
         priorities={template: notes.choice(template, PRIORITIES, "transactional")
                     for template in TEMPLATES if template in notes.data},
         abuse_limits={"reviews": abuse.count("reviews_per_window", 10), "shares": abuse.count("shares_per_window", 20),
@@ -350,6 +360,12 @@ def program_from_dict(data: dict) -> Program:
         quiet_hold=policy.choice("quiet_hours", ("hold", "drop"), "hold") == "hold",
         hold_at_most_ms=policy.duration("hold_at_most", "PT12H"),
     )
+
+
+def _kept_before_horizons(orders: _Reader, reviews: _Reader, tiers: _Reader) -> int:
+    """Without `orders.refund_horizon`, orders stay refundable as long as earlier releases kept them."""
+    return max(orders.duration("return_window", "P7D"), reviews.duration("order_window", "P90D", positive=True),
+               tiers.duration("window", "P365D", positive=True))
 
 
 def parse_program(text: str, source: str | None = None) -> Program:

@@ -22,12 +22,12 @@ TEMPLATES = (
 KEYS = (
     "timezone",
     "orders", "orders.points_per_unit", "orders.return_window", "orders.first_order_bonus",
-    "orders.refund_policy", "orders.category_multipliers",
+    "orders.refund_policy", "orders.category_multipliers", "orders.refund_horizon", "orders.window_granularity",
     "reviews", "reviews.points", "reviews.media_bonus", "reviews.order_window", "reviews.daily_cap",
     "shares", "shares.points", "shares.daily_cap",
     "logins", "logins.points", "logins.streak_days", "logins.streak_bonus",
     "birthday", "birthday.points", "birthday.min_age_of_birthday",
-    "expiry", "expiry.after", "expiry.warn_before", "expiry.warn_min_points",
+    "expiry", "expiry.after", "expiry.warn_before", "expiry.warn_min_points", "expiry.granularity",
     "tiers", "tiers.window", "tiers.grace", "tiers.levels", "tiers.levels.name", "tiers.levels.threshold",
     "tiers.levels.multiplier",
     "campaigns", "campaigns.name", "campaigns.start", "campaigns.end", "campaigns.monthly_day",
@@ -37,7 +37,7 @@ KEYS = (
     "segments.churned_after",
     "notification_policy", "notification_policy.marketing_daily_cap", "notification_policy.quiet_start",
     "notification_policy.quiet_end", "notification_policy.quiet_hours", "notification_policy.hold_at_most",
-    "dedupe", "dedupe.max_event_ids",
+    "dedupe", "dedupe.max_event_ids", "dedupe.window",
     "notifications", *(f"notifications.{template}" for template in TEMPLATES),
 )
 #: Tables whose keys are names the operator chooses (category names), not program keys.

@@ -14,9 +14,10 @@ def member_view(state: dict, program: Program, now: int) -> dict:
     ledger = member.ledger
     qualifying = qualifying_points(member, program, now)
     upcoming = next_tier(member, program)
-    expiring = sorted((lot for lot in ledger.lots
-                       if lot.released and lot.remaining and now < lot.expires_at <= now + EXPIRING_HORIZON_MS),
-                      key=lambda lot: lot.expires_at)
+    expiring: dict[int, int] = {}  # a warned bucket and its unwarned twin show as one
+    for expires_at, remaining, _ in ledger.buckets:
+        if remaining and now < expires_at <= now + EXPIRING_HORIZON_MS:
+            expiring[expires_at] = expiring.get(expires_at, 0) + remaining
     return {
         "member_id": member.member_id,
         "tier": member.tier,
@@ -28,8 +29,7 @@ def member_view(state: dict, program: Program, now: int) -> dict:
         },
         "points": {"available": ledger.available, "pending": ledger.pending,
                    "lifetime_earned": ledger.earned},
-        "expiring_soon": [{"points": lot.remaining, "expires_at": rfc3339(lot.expires_at)}
-                          for lot in expiring],
+        "expiring_soon": [{"points": points, "expires_at": rfc3339(expires_at)} for expires_at, points in expiring.items()],
         "active_campaigns": [{"name": c.name, "multiplier": float(c.multiplier), "applies_to": list(c.applies_to)}
                              for c in active_campaigns(program, None, now)],
         "segment": member.segment,

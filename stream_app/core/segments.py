@@ -1,6 +1,7 @@
 """Lifecycle segments: new, active, loyal, at_risk, churned; win-back on entering at_risk."""
 from __future__ import annotations
 
+from stream_app.core import order_history
 from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
 from stream_app.core.program import Program
@@ -12,8 +13,7 @@ def segment_at(member: Member, program: Program, now: int) -> str:
         return "churned"
     if now - (member.last_order_at or member.created_at) >= program.segment_at_risk_ms:
         return "at_risk"
-    since = now - program.segment_loyal_window_ms
-    if sum(1 for o in member.orders.values() if since < o.paid_at <= now) >= program.segment_loyal_orders:
+    if order_history.orders_in_window(member, program.segment_loyal_window_ms, now) >= program.segment_loyal_orders:
         return "loyal"
     if now - (member.first_order_at or member.created_at) < program.segment_new_ms:
         return "new"
@@ -39,6 +39,6 @@ def segment_due_at(member: Member, program: Program, now: int) -> int | None:
         (member.last_activity_at or member.created_at) + program.segment_churned_ms,
         (member.last_order_at or member.created_at) + program.segment_at_risk_ms,
         (member.first_order_at or member.created_at) + program.segment_new_ms,
-        *(o.paid_at + program.segment_loyal_window_ms for o in member.orders.values()),
+        order_history.next_exit(member, program.segment_loyal_window_ms, now, qualifying_only=False),
     ]
-    return min((t for t in times if t > now), default=None)
+    return min((t for t in times if t is not None and t > now), default=None)

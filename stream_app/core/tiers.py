@@ -1,6 +1,7 @@
 """Tier qualification: upgrade at once, downgrade one tier after a grace period below threshold."""
 from __future__ import annotations
 
+from stream_app.core import order_history
 from stream_app.core.calendar import rfc3339
 from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
@@ -9,8 +10,7 @@ from stream_app.core.program import Program
 
 def qualifying_points(member: Member, program: Program, now: int) -> int:
     """Order points earned in the trailing window (pending included, bonus excluded) less clawbacks."""
-    since = now - program.tier_window_ms
-    return sum(o.qualifying for o in member.orders.values() if since < o.paid_at <= now)
+    return order_history.qualifying_points(member, program.tier_window_ms, now)
 
 
 def next_tier(member: Member, program: Program):
@@ -62,6 +62,4 @@ def tier_due_at(member: Member, program: Program, now: int) -> int | None:
         return member.at_risk_since + program.tier_grace_ms
     if program.tier(member.tier).threshold == 0:
         return None
-    leaving = [o.paid_at + program.tier_window_ms for o in member.orders.values()
-               if o.qualifying > 0 and o.paid_at + program.tier_window_ms > now]
-    return min(leaving, default=None)
+    return order_history.next_exit(member, program.tier_window_ms, now, qualifying_only=True)

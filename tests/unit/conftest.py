@@ -109,13 +109,23 @@ FEATURES_OFF = {
     "abuse.shares_per_window": "1000000",
     "abuse.devices_per_window": "1000000",
 }
+# The core's rules pinned at exact instants: the packaged program rounds expiry and the order windows to
+# local months and forgets orders and event ids after its horizons (bounded state, issue 11); the unit
+# tests of the rules use the exact form (the program without those keys), the bounded form is tested
+# on its own (test_bounded_state.py, and a variant of test_properties.py).
+EXACT_HISTORY = {
+    "expiry.granularity": None,
+    "orders.window_granularity": None,
+    "orders.refund_horizon": None,
+    "dedupe.window": None,
+}
 NEVER = ms("2100-01-01T00:00:00Z")  # due times this late come from the switched-off features only
 
 
 def build_program(edits: dict[str, str] | None = None, *, campaigns: bool = True, extra: str = "",
                   features: bool = False) -> Program:
     """The default program with `edits`; the features above stay off unless `features` is true."""
-    edits = dict(edits or {}) if features else {**FEATURES_OFF, **(edits or {})}
+    edits = {**EXACT_HISTORY, **(edits or {})} if features else {**FEATURES_OFF, **EXACT_HISTORY, **(edits or {})}
     return parse_program(toml_with(edits, campaigns=campaigns, extra=extra))
 
 

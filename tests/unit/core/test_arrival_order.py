@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stream_app.core import engine
 from stream_app.core.program import default_program_text, parse_program
-from tests.unit.conftest import DAY, HOUR, MINUTE, iso, ms, utc
+from tests.unit.conftest import DAY, HOUR, MINUTE, iso, ms, toml_with, utc
 from tests.unit.core.test_properties import PROGRAMS
 
 START = ms("2024-03-01T09:00:00+08:00")
@@ -202,12 +202,15 @@ def test_ticks_between_events_in_order_change_nothing(scenario):
 
 
 def test_work_a_late_event_leaves_due_before_the_clock_is_done_by_the_next_step():
-    """A late order older than the clock by more than its return window: released at the next step."""
-    program = PACKAGED
+    """A late order older than the clock by more than its return window: released at the next step
+    (under a program that remembers event ids that long: the packaged one refuses it as stale)."""
+    program = parse_program(toml_with({"dedupe.window": None}))
     joined = {"event_id": "j", "member_id": "m", "occurred_at": iso(START + 20 * DAY), "type": "member_joined"}
     order = {"event_id": "o", "member_id": "m", "occurred_at": iso(START), "type": "order_paid",
              "order_id": "o1", "amount_cents": 10000, "currency": "CNY"}
     first = engine.apply_event(None, joined, program)
+    packaged = engine.apply_event(None, joined, PACKAGED)
+    assert engine.apply_event(packaged.state, order, PACKAGED).outcome == "stale"  # 20 days > dedupe.window
     late = engine.apply_event(first.state, order, program)
     clock = START + 20 * DAY
     assert late.late and late.state["evaluated_at"] == clock

@@ -1,5 +1,6 @@
-"""Expiry: a lot expires 365 days after it became available, warnings 30 days before when at least 100
-points expire, and redemptions spend the soonest-expiring points first."""
+"""Expiry: points expire 365 days after they became available (all points expiring at one instant share
+one bucket and one `points_expired` event), warnings 30 days before when at least 100 points expire,
+and redemptions spend the soonest-expiring points first."""
 from __future__ import annotations
 
 from tests.unit.conftest import DAY, SECOND, due, ms, summary, templates, utc
@@ -10,8 +11,9 @@ EXPIRE = RELEASE + 365 * DAY
 WARN = EXPIRE - 30 * DAY
 
 
-def remaining(r) -> dict[str, int]:
-    return {lot.lot_id: lot.remaining for lot in r.ledger.lots}
+def remaining(r) -> dict[int, int]:
+    """Available points by expiry instant."""
+    return {expires_at: points for expires_at, points, _ in r.ledger.buckets}
 
 
 def test_order_points_expire_365_days_after_release_with_a_warning_30_days_before(run):
@@ -24,19 +26,18 @@ def test_order_points_expire_365_days_after_release_with_a_warning_30_days_befor
     [note] = result.notifications
     assert (note["template"], note["priority"], note["created_at"]) == ("points_expiring", "marketing", utc(WARN))
     assert note["params"] == {"points": 200, "first_expires_at": utc(EXPIRE)}
-    assert all(lot.warned for lot in r.ledger.lots)
+    assert [warned for _, _, warned in r.ledger.buckets] == [1]
     assert result.next_due == EXPIRE
     again = r.advance(WARN + DAY)
     assert (again.outcome, again.notifications) == ("ignored", [])
     assert r.advance(EXPIRE - 1).rewards == []
     result = r.advance(EXPIRE)
-    assert summary(result.rewards) == [("points_expired", -100, "first_order_bonus:expiry"),
-                                       ("points_expired", -100, "order:expiry")]
-    assert [x["occurred_at"] for x in result.rewards] == [utc(EXPIRE)] * 2
-    assert [x["source_event_id"] for x in result.rewards] == ["e1", "e1"]
+    assert summary(result.rewards) == [("points_expired", -200, "expiry")]
+    assert [x["occurred_at"] for x in result.rewards] == [utc(EXPIRE)]
+    assert [x["source_event_id"] for x in result.rewards] == [f"expiry:{EXPIRE}:0"]
     assert result.rewards[-1]["balance"] == {"available": 0, "pending": 0}
     assert result.notifications == []
-    assert (r.ledger.expired, r.ledger.lots, due(result)) == (200, [], None)
+    assert (r.ledger.expired, r.ledger.buckets, due(result)) == (200, [], None)
 
 
 def test_expiry_when_the_advance_is_late_is_dated_at_expiry(run):
@@ -58,7 +59,7 @@ def test_no_warning_below_the_minimum(run, make_program):
     r = run(make_program({"shares.points": "99"}))
     r.share(T0)
     assert r.advance(ms(T0) + 335 * DAY).notifications == []
-    assert summary(r.advance(ms(T0) + 365 * DAY).rewards) == [("points_expired", -99, "shares:expiry")]
+    assert summary(r.advance(ms(T0) + 365 * DAY).rewards) == [("points_expired", -99, "expiry")]
     assert r.notifications == []
 
 
@@ -87,12 +88,12 @@ def test_redemption_spends_soonest_expiring_points_first(run):
     r.order(T0, "o1", 10000)        # 200 points expiring RELEASE + 365 days
     r.advance(RELEASE)
     r.redeem(RELEASE + 1, 3)
-    assert remaining(r) == {"e1:shares": 2, "e2:order": 100, "e2:first_order_bonus": 100}
+    assert remaining(r) == {ms(T0) + 365 * DAY: 2, EXPIRE: 200}
     result = r.advance(ms(T0) + 365 * DAY)
-    assert summary(result.rewards) == [("points_expired", -2, "shares:expiry")]
+    assert summary(result.rewards) == [("points_expired", -2, "expiry")]
     r.redeem(ms(T0) + 365 * DAY + 1, 150)
-    assert remaining(r) == {"e2:order": 50}   # equal expiry: taken in lot-id order, bonus first
-    assert summary(r.advance(EXPIRE).rewards) == [("points_expired", -50, "order:expiry")]
+    assert remaining(r) == {EXPIRE: 50}   # the order and its bonus expire together: one bucket
+    assert summary(r.advance(EXPIRE).rewards) == [("points_expired", -50, "expiry")]
     ledger = r.ledger
     assert (ledger.earned, ledger.redeemed, ledger.expired, ledger.available) == (205, 153, 52, 0)
 
@@ -101,7 +102,7 @@ def test_a_lot_expiring_at_the_instant_of_a_redemption_cannot_be_spent(run):
     r = run()
     r.share(T0)
     result = r.redeem(ms(T0) + 365 * DAY, 5)
-    assert summary(result.rewards) == [("points_expired", -5, "shares:expiry"),
+    assert summary(result.rewards) == [("points_expired", -5, "expiry"),
                                        ("redemption_rejected", 0, "redemption")]
     assert result.rewards[1]["details"]["reason"] == "insufficient_points"
     assert r.balance() == (0, 0)
@@ -127,7 +128,7 @@ def test_expiry_is_done_before_a_later_event(run):
     r = run()
     r.share(T0)
     result = r.share(ms(T0) + 366 * DAY)
-    assert summary(result.rewards) == [("points_expired", -5, "shares:expiry"), ("points_earned", 5, "shares")]
+    assert summary(result.rewards) == [("points_expired", -5, "expiry"), ("points_earned", 5, "shares")]
     assert r.balance() == (5, 0)
 
 
@@ -140,8 +141,7 @@ def test_seconds_long_program(run, make_program):
     assert r.advance(start + 5 * SECOND).next_due == start + 25 * SECOND
     assert templates(r.advance(start + 25 * SECOND).notifications) == ["points_expiring"]
     assert r.last.next_due == start + 35 * SECOND
-    assert summary(r.advance(start + 35 * SECOND).rewards) == [("points_expired", -100, "first_order_bonus:expiry"),
-                                                               ("points_expired", -10, "order:expiry")]
+    assert summary(r.advance(start + 35 * SECOND).rewards) == [("points_expired", -110, "expiry")]
 
 
 def test_warning_ids_are_stable_and_name_the_lots(run):

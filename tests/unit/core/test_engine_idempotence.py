@@ -8,6 +8,7 @@ import pytest
 
 from stream_app.core import engine
 from stream_app.core.emitted import stable_id
+from stream_app.core.event_ids import id_hash
 from tests.unit.conftest import DAY, EventFactory, ms
 
 T0 = "2024-03-05T10:00:00+08:00"
@@ -68,8 +69,23 @@ def test_event_ids_are_kept_up_to_the_configured_number(run, make_program):
     events = [r.events.share(ms(T0) + i * DAY) for i in range(5)]
     for event in events:
         r.apply(event)
-    assert r.member.event_ids == ["e3", "e4", "e5"]
+    assert r.member.seen.hashes == [id_hash(x) for x in ("e3", "e4", "e5")]
     assert r.apply(events[-1]).outcome == "duplicate"
+    # e1 and e2 are forgotten: an event as old as them is refused, not counted a second time
+    assert [r.apply(events[0]).outcome, r.apply(events[1]).outcome] == ["stale", "stale"]
+    assert r.apply(r.events.share(ms(T0) + 2 * DAY)).outcome == "applied"  # as old as e3: still known
+
+
+def test_event_ids_older_than_the_dedupe_window_are_forgotten_and_such_events_refused(run, make_program):
+    r = run(make_program({"dedupe.window": '"P2D"'}))
+    events = [r.events.share(ms(T0) + i * DAY) for i in range(5)]
+    for event in events:
+        assert r.apply(event).outcome == "applied"
+    assert r.member.seen.times == [ms(T0) + i * DAY for i in (2, 3, 4)]
+    assert [r.apply(e).outcome for e in events] == ["stale", "stale", "duplicate", "duplicate", "duplicate"]
+    late = r.events.share(ms(T0) + 2 * DAY - 1)
+    assert r.apply(late).outcome == "stale"
+    assert r.apply(r.events.share(ms(T0) + 2 * DAY)).outcome == "applied"
 
 
 def test_same_inputs_give_the_same_outputs_and_ids(run):
@@ -161,4 +177,4 @@ def test_a_new_member_starts_bronze_with_nothing(run):
     r = run()
     result = r.login(T0)
     assert r.member.created_at == ms(T0)
-    assert (r.member.tier, r.member.event_ids, result.next_due) == ("bronze", ["e1"], ms(T0) + 335 * DAY)
+    assert (r.member.tier, r.member.seen.hashes, result.next_due) == ("bronze", [id_hash("e1")], ms(T0) + 335 * DAY)

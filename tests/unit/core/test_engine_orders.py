@@ -39,12 +39,12 @@ def test_first_order_earns_pending_points_and_bonus(run):
     assert note["created_at"] == "2024-03-05T02:00:00.000Z"
     assert r.balance() == (0, 223)
     assert result.next_due == RELEASE
-    [order_lot, bonus_lot] = r.ledger.lots
+    [order_lot, bonus_lot] = r.ledger.pending_lots
     assert (order_lot.lot_id, order_lot.rule, order_lot.points, order_lot.released) == ("e1:order", "order", 123, False)
     assert (bonus_lot.lot_id, bonus_lot.rule, bonus_lot.points) == ("e1:first_order_bonus", "first_order_bonus", 100)
     assert order_lot.available_at == bonus_lot.available_at == RELEASE
     assert order_lot.expires_at == RELEASE + 365 * DAY
-    order = r.member.orders["o1"]
+    order = r.member.order("o1")
     assert (order.points, order.bonus, order.paid_cents, order.paid_at) == (123, 100, 12345, ms(T0))
 
 

@@ -38,7 +38,7 @@ def test_redeeming_exactly_the_balance(funded):
     result = funded.redeem(RELEASE + 1, 200)
     assert summary(result.rewards) == [("points_redeemed", -200, "redemption")]
     assert funded.balance() == (0, 0)
-    assert funded.ledger.lots == []
+    assert (funded.ledger.pending_lots, funded.ledger.buckets) == ([], [])
 
 
 def test_insufficient_points(funded):

@@ -177,7 +177,7 @@ def test_within_balance_clawback_reduces_qualifying_only_by_what_was_taken(run, 
     r.redeem(RELEASE + 1, 1000)
     r.refund(RELEASE + 2, "o1", 100000)
     assert r.ledger.clawed_back == 100
-    assert (r.member.orders["o1"].qualifying, r.member.tier) == (900, "silver")
+    assert (r.member.order("o1").qualifying, r.member.tier) == (900, "silver")
     assert at_risk(r.notifications) == [{"tier": "silver", "qualifying_points": 900, "points_needed": 100,
                                          "grace_ends_at": utc(RELEASE + 2 + GRACE)}]
 

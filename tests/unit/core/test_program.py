@@ -41,15 +41,21 @@ def test_default_program_values():
 
 
 def test_the_rules_under_test_are_the_packaged_rules(program):
-    """conftest switches segments, the marketing-notification policy and abuse limits off; every other
-    setting of the program the engine tests use is the packaged default."""
+    """conftest switches segments, the marketing-notification policy and abuse limits off, and pins the
+    rules at exact instants (no rounding, no forgetting horizons); every other setting of the program the
+    engine tests use is the packaged default."""
     packaged = load_program(None)
-    features = ("segment_", "marketing_", "quiet_", "hold_", "abuse_")
+    features = ("segment_", "marketing_", "quiet_", "hold_", "abuse_", "dedupe_window", "expiry_granularity",
+                "refund_horizon", "order_window_granularity")
     names = [f.name for f in dataclasses.fields(packaged) if not f.name.startswith(features)]
     assert len(names) >= 26
     assert {n: getattr(program, n) for n in names} == {n: getattr(packaged, n) for n in names}
     assert program.quiet_start_s == program.quiet_end_s  # no quiet hours
     assert program.segment_new_ms == program.segment_churned_ms == 36500 * DAY
+    assert (program.expiry_granularity, program.order_window_granularity, program.dedupe_window_ms) == (
+        "exact", "exact", None)
+    assert (packaged.expiry_granularity, packaged.order_window_granularity, packaged.dedupe_window_ms) == (
+        "month", "month", 7 * DAY)
 
 
 def test_tier_lookup_helpers(program):

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from stream_app.core import engine
 from stream_app.core.member import Member
 from stream_app.core.program import parse_program
-from tests.unit.conftest import DAY, FEATURES_OFF, HOUR, MINUTE, iso, ms, toml_with
+from stream_app.core.earning import expiry_of
+from tests.unit.conftest import DAY, EXACT_HISTORY, FEATURES_OFF, HOUR, MINUTE, iso, ms, toml_with
 
 START = ms("2024-03-01T00:00:00+08:00")
 EDITS = {
@@ -41,8 +42,15 @@ FEATURES = {
 }
 
 
-def _program(policy: str, features: bool):
-    edits = {**EDITS, "orders.refund_policy": f'"{policy}"', **(FEATURES if features else FEATURES_OFF)}
+# Bounded state (issue 11) on the same scale: expiry and order windows rounded to local days, orders
+# refundable for 6 hours, event ids remembered for 12 hours of event time.
+BOUNDED = {"expiry.granularity": '"day"', "orders.window_granularity": '"day"', "orders.refund_horizon": '"PT6H"',
+           "dedupe.window": '"PT12H"'}
+
+
+def _program(policy: str, features: bool, bounded: bool = False):
+    edits = {**EDITS, "orders.refund_policy": f'"{policy}"', **(FEATURES if features else FEATURES_OFF),
+             **(BOUNDED if bounded else EXACT_HISTORY)}
     # lower gold and platinum thresholds, so that a sequence can climb (and fall) through every tier
     text = toml_with(edits).replace("threshold = 5000", "threshold = 2500").replace("threshold = 20000",
                                                                                     "threshold = 5000")
@@ -50,7 +58,8 @@ def _program(policy: str, features: bool):
 
 
 PROGRAMS = {**{policy: _program(policy, False) for policy in ("unlimited", "within_balance", "only_pending")},
-            "unlimited+features": _program("unlimited", True)}
+            "unlimited+features": _program("unlimited", True),
+            "within_balance+bounded": _program("within_balance", True, bounded=True)}
 MEMBERS = ("alice", "bob")
 ORDER_IDS = ("o1", "o2", "o3")
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -110,7 +119,7 @@ def make_event(event_id: str, member_id: str, now: int, kind: str, fields: dict,
     """The input event of a step; refunds and reviews name one of the member's current orders when it
     has any (else the drawn id), so that they mostly hit."""
     fields = dict(fields)
-    orders = sorted(o["order_id"] for o in (state or {}).get("orders", []))
+    orders = sorted(Member.from_dict(state).orders) if state else []
     if kind in ("order_refunded", "review_posted") and orders and fields["order_id"] in ORDER_IDS:
         fields["order_id"] = orders[ORDER_IDS.index(fields["order_id"]) % len(orders)]
     return {"event_id": event_id, "member_id": member_id, "occurred_at": iso(now), "type": kind, **fields}
@@ -135,7 +144,7 @@ class Track:
 
 def take(track: Track, result: engine.Result, now: int, program) -> None:
     """Record a result, then check every invariant on the new state."""
-    before = {lot["lot_id"]: lot for lot in track.state["ledger"]["lots"]} if track.state else {}
+    before = {lot["lot_id"]: lot for lot in track.state["ledger"]["pending"]} if track.state else {}
     for reward in result.rewards:
         kind, points = reward["type"], reward["points"]
         if kind == "points_pending":
@@ -144,7 +153,7 @@ def take(track: Track, result: engine.Result, now: int, program) -> None:
             track.released += points
             # a release moves what is left of a pending lot (after clawbacks) to available
             lot = before[f"{reward['source_event_id']}:{reward['rule']}"]
-            assert not lot["released"] and points == lot["remaining"] > 0
+            assert points == lot["remaining"] > 0
         elif kind == "points_earned":
             track.immediate_earned += points
         elif kind == "points_clawed_back":
@@ -174,19 +183,22 @@ def check_state(track: Track, result: engine.Result, now: int, program) -> None:
     raw = state["ledger"]
     member = Member.from_dict(state)
     ledger = member.ledger
-    # (1) balances are the lots' remaining points: released less debt, and pending
-    released = sum(lot["remaining"] for lot in raw["lots"] if lot["released"])
-    pending = sum(lot["remaining"] for lot in raw["lots"] if not lot["released"])
+    # (1) balances are the pending lots' and the buckets' remaining points, less debt
+    released = sum(points for _, points, _ in raw["buckets"])
+    pending = sum(lot["remaining"] for lot in raw["pending"])
     assert ledger.available == released - raw["debt"]
     assert ledger.pending == pending
     assert raw["debt"] >= 0
     assert raw["debt"] == 0 or released == 0, "debt is repaid before points become spendable"
-    for lot in raw["lots"]:
-        assert 0 <= lot["remaining"] <= lot["points"]
-        assert lot["expires_at"] == lot["available_at"] + program.expiry_after_ms
-        # the due work up to `now` is done
-        assert lot["available_at"] > now if not lot["released"] else lot["expires_at"] > now
-        assert lot["remaining"] > 0 or not lot["released"], "used-up lots are pruned"
+    for lot in raw["pending"]:
+        assert 0 <= lot["remaining"] <= lot["points"] and not lot["released"]
+        assert lot["expires_at"] == expiry_of(program, lot["available_at"])
+        assert lot["available_at"] > now  # the due work up to `now` is done
+    instants = [(expires_at, warned) for expires_at, _, warned in raw["buckets"]]
+    assert instants == sorted(set(instants)), "buckets are sorted, one per instant (and warned twin)"
+    for expires_at, points, _ in raw["buckets"]:
+        assert points > 0, "used-up buckets are dropped"
+        assert expires_at > now  # expired buckets are gone
     # (3) the balance identity
     assert (ledger.earned - ledger.clawed_back - ledger.redeemed - ledger.expired + ledger.adjusted
             == ledger.available + ledger.pending)
@@ -198,7 +210,7 @@ def check_state(track: Track, result: engine.Result, now: int, program) -> None:
     if program.refund_policy == "only_pending":
         assert clawed_from_pending == ledger.clawed_back
     # (4) from the state side too
-    for order in member.orders.values():
+    for order in map(member.order, member.orders):
         assert 0 <= order.clawed_back <= order.points
         assert order.refunded_cents <= order.paid_cents
     # the last reward carries the balance after the call
@@ -215,10 +227,14 @@ def check_state(track: Track, result: engine.Result, now: int, program) -> None:
 
 
 def check_duplicate(track: Track, event: dict, program) -> None:
-    """(2) re-applying an applied event changes nothing and emits nothing."""
+    """(2) re-applying an applied event changes nothing and emits nothing: it is a known duplicate, or,
+    older than the dedupe window behind the member's clock, refused as stale."""
     state = track.state
     result = engine.apply_event(state, event, program)
-    assert (result.outcome, result.rewards, result.notifications) == ("duplicate", [], [])
+    window = program.dedupe_window_ms
+    old = window is not None and engine.event_time_ms(event) < state["evaluated_at"] - window
+    assert result.outcome in (("duplicate", "stale") if old else ("duplicate",))
+    assert (result.rewards, result.notifications) == ([], [])
     assert result.state is state
 
 
@@ -239,10 +255,10 @@ def test_invariants_over_random_sequences(scenario):
             result = engine.apply_event(track.state, event, program)
             assert result.outcome in ("applied", "ignored", "frozen")
             if kind == "order_paid" and result.state["orders"]:
-                order = {o["order_id"]: o for o in result.state["orders"]}.get(event["order_id"])
-                if order is not None and order["event_id"] == event["event_id"]:
-                    track.order_limit[order["order_id"]] = order["points"] + order["bonus"]
-                    track.order_clawed[order["order_id"]] = 0
+                order = Member.from_dict(result.state).order(event["order_id"])
+                if order is not None and order.event_id == event["event_id"]:
+                    track.order_limit[order.order_id] = order.points + order.bonus
+                    track.order_clawed[order.order_id] = 0
             track.applied.append(event)
             take(track, result, now, program)
             check_duplicate(track, event, program)

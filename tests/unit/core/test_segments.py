@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.core import engine
+from stream_app.core import engine, order_history
 from stream_app.core.member import Member, Order
 from stream_app.core.segments import segment_at, segment_due_at
 from tests.unit.conftest import HOUR, MINUTE, build_program, ms, rewards_of, templates, utc
@@ -149,10 +149,10 @@ def test_four_orders_are_not_loyal(run, short_program):
 
 # -- segment_at / segment_due_at directly -----------------------------------------------------------
 
-def _member(created: int, orders: list[int], activity: int | None) -> Member:
+def _member(created: int, orders: list[int], activity: int | None, program) -> Member:
     member = Member("m1", created, "bronze")
     for i, paid in enumerate(sorted(orders)):
-        member.orders[f"o{i}"] = Order(f"o{i}", f"e{i}", paid, 1000, 10, 0)
+        order_history.record(member, program, Order(f"o{i}", f"e{i}", paid, 1000, 10, 0))
     if orders:
         member.first_order_at, member.last_order_at = min(orders), max(orders)
     member.last_activity_at = max([activity or created, *orders]) if activity or orders else None
@@ -161,12 +161,12 @@ def _member(created: int, orders: list[int], activity: int | None) -> Member:
 
 def test_segment_at_precedence(short_program):
     start = ms(T0)
-    loyal = _member(start, [start + i for i in range(5)], None)
+    loyal = _member(start, [start + i for i in range(5)], None, short_program)
     assert segment_at(loyal, short_program, start + 10) == "loyal"  # loyal wins over new
     assert segment_at(loyal, short_program, start + 3 * HOUR + 4) == "at_risk"  # at_risk wins over loyal
     assert segment_at(loyal, short_program, start + 6 * HOUR + 4) == "churned"
-    assert segment_at(_member(start, [], None), short_program, start + HOUR - 1) == "new"
-    assert segment_at(_member(start, [], None), short_program, start + HOUR) == "active"
+    assert segment_at(_member(start, [], None, short_program), short_program, start + HOUR - 1) == "new"
+    assert segment_at(_member(start, [], None, short_program), short_program, start + HOUR) == "active"
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,7 +175,7 @@ def test_segment_at_precedence(short_program):
 def test_segment_is_constant_until_its_due_time(short_program, orders, extra, now_offset, frac):
     """No segment change happens between `now` and segment_due_at(now), and one may happen at it."""
     start = ms(T0)
-    member = _member(start, [start + o for o in orders], start + extra)
+    member = _member(start, [start + o for o in orders], start + extra, short_program)
     now = max(member.last_activity_at or start, start) + now_offset
     due = segment_due_at(member, short_program, now)
     assert due is None or due > now
