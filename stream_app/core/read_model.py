@@ -29,7 +29,8 @@ def member_view(state: dict, program: Program, now: int) -> dict:
         },
         "points": {"available": ledger.available, "pending": ledger.pending,
                    "lifetime_earned": ledger.earned},
-        "expiring_soon": [{"points": points, "expires_at": rfc3339(expires_at)} for expires_at, points in expiring.items()],
+        "expiring_soon": [{"points": points, "expires_at": rfc3339(expires_at)}
+                          for expires_at, points in expiring.items()],
         "active_campaigns": [{"name": c.name, "multiplier": float(c.multiplier), "applies_to": list(c.applies_to)}
                              for c in active_campaigns(program, None, now)],
         "segment": member.segment,

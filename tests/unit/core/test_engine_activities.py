@@ -44,7 +44,8 @@ def test_one_rewarded_review_per_order(run):
 def test_review_needs_an_order_this_member_paid(run):
     a, b = run(member_id="a"), run(member_id="b", prefix="b")
     a.order(T0, "o1", 10000)
-    assert (b.review(ms(T0) + 1, "o1").outcome, b.state["ledger"]["pending"], b.state["ledger"]["buckets"]) == ("ignored", [], [])
+    ledger = b.review(ms(T0) + 1, "o1").state["ledger"]
+    assert (b.last.outcome, ledger["pending"], ledger["buckets"]) == ("ignored", [], [])
     assert a.review(ms(T0) + 1, "zz").outcome == "ignored"
 
 

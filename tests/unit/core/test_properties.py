@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_app.core import engine
+from stream_app.core.earning import expiry_of
 from stream_app.core.member import Member
 from stream_app.core.program import parse_program
-from stream_app.core.earning import expiry_of
 from tests.unit.conftest import DAY, EXACT_HISTORY, FEATURES_OFF, HOUR, MINUTE, iso, ms, toml_with
 
 START = ms("2024-03-01T00:00:00+08:00")

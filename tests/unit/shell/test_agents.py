@@ -876,3 +876,15 @@ async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_a
     message = await put_and_wait(pipeline, "shares", raw(share("e1")))
     assert pipeline.failstop.failure.reason == "internal" and not message.acked
     assert M1 not in pipeline.members and pipeline.sent == []
+
+
+async def test_an_event_older_than_the_dedupe_window_is_dead_lettered_stale_and_changes_nothing(pipeline):
+    """The packaged program remembers event ids for dedupe.window (P7D) behind the member's clock."""
+    later = datetime.fromtimestamp(PAID_AT_MS / 1000 + 10 * 86_400).astimezone().isoformat()
+    await pipeline.put("shares", raw(share("e1", at=later)))
+    before = pipeline.state_of().to_dict()
+    old = await pipeline.put("shares", raw(share("e0")))  # ten days older than the member's clock
+    [letter] = pipeline.to("dead-letters")
+    assert (letter["error"], letter["offset"]) == ("stale", old.offset)
+    assert pipeline.state_of().to_dict() == before
+    assert [r["source_event_id"] for r in pipeline.to("rewards")] == ["e1"]

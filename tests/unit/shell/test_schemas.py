@@ -63,7 +63,8 @@ def test_input_schemas_share_one_envelope() -> None:
 def test_dead_letter_codes() -> None:
     assert load_schema("dead-letters")["properties"]["error"]["enum"] == [
         "invalid_json", "not_an_object", "schema_violation", "key_mismatch", "unknown_type", "oversized",
-        "missing_value", "invalid_key", "occurred_at_out_of_range", "processing_error", "output_too_large"]
+        "missing_value", "invalid_key", "occurred_at_out_of_range", "processing_error", "output_too_large",
+        "stale"]
 
 
 def test_unknown_schema_name_is_refused() -> None:
