@@ -45,6 +45,16 @@ class Lot:
         return cls(d["lot_id"], d["rule"], d["source_event_id"], d["points"], d["remaining"],
                    d["earned_at"], d["available_at"], d["expires_at"], d["released"], d["warned"])
 
+    def to_row(self) -> list:
+        """A pending lot, compactly: its id is `<source_event_id>:<rule>` (earning.py), it is unreleased."""
+        return [self.rule, self.source_event_id, self.points, self.remaining, self.earned_at, self.available_at,
+                self.expires_at]
+
+    @classmethod
+    def from_row(cls, row: list) -> Lot:
+        rule, source, points, remaining, earned_at, available_at, expires_at = row
+        return cls(f"{source}:{rule}", rule, source, points, remaining, earned_at, available_at, expires_at, False)
+
 
 @dataclass(slots=True)
 class Ledger:
@@ -60,7 +70,7 @@ class Ledger:
     adjusted: int = 0
 
     def to_dict(self) -> dict:
-        return {"pending": [lot.to_dict() for lot in self.pending_lots], "buckets": self.buckets,
+        return {"pending": [lot.to_row() for lot in self.pending_lots], "buckets": self.buckets,
                 "debt": self.debt, "earned": self.earned, "clawed_back": self.clawed_back,
                 "redeemed": self.redeemed, "expired": self.expired, "adjusted": self.adjusted}
 
@@ -74,7 +84,7 @@ class Ledger:
                 if lot.released and lot.remaining:
                     ledger._deposit(lot.expires_at, lot.remaining, lot.warned)
             return ledger
-        return cls([Lot.from_dict(x) for x in d["pending"]], [list(b) for b in d["buckets"]], d["debt"],
+        return cls([Lot.from_row(x) for x in d["pending"]], [list(b) for b in d["buckets"]], d["debt"],
                    d["earned"], d["clawed_back"], d["redeemed"], d["expired"], d["adjusted"])
 
     # -- balances (derived, never stored) --------------------------------------------------

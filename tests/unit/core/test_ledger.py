@@ -180,9 +180,8 @@ def test_take_stops_at_amount():
 @pytest.mark.parametrize("debt", [0, 7])
 def test_round_trip(debt):
     ledger = Ledger(debt=debt, earned=5, clawed_back=1, redeemed=2, expired=3, adjusted=4)
-    ledger.add(lot("a", 9, released=False, available_at=3, expires_at=8))
+    ledger.add(Lot("a:order", "order", "a", 9, 7, 1, 3, 8, released=False))  # a pending lot's id: source:rule
     ledger.add(lot("b", 4, expires_at=9))
-    ledger.pending_lots[0].warned = True
     again = Ledger.from_dict(ledger.to_dict())
     assert again == ledger
     assert again.to_dict() == ledger.to_dict()

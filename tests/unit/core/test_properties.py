@@ -144,7 +144,8 @@ class Track:
 
 def take(track: Track, result: engine.Result, now: int, program) -> None:
     """Record a result, then check every invariant on the new state."""
-    before = {lot["lot_id"]: lot for lot in track.state["ledger"]["pending"]} if track.state else {}
+    before = ({lot.lot_id: lot for lot in Member.from_dict(track.state).ledger.pending_lots}
+              if track.state else {})
     for reward in result.rewards:
         kind, points = reward["type"], reward["points"]
         if kind == "points_pending":
@@ -153,7 +154,7 @@ def take(track: Track, result: engine.Result, now: int, program) -> None:
             track.released += points
             # a release moves what is left of a pending lot (after clawbacks) to available
             lot = before[f"{reward['source_event_id']}:{reward['rule']}"]
-            assert points == lot["remaining"] > 0
+            assert points == lot.remaining > 0
         elif kind == "points_earned":
             track.immediate_earned += points
         elif kind == "points_clawed_back":
@@ -185,15 +186,15 @@ def check_state(track: Track, result: engine.Result, now: int, program) -> None:
     ledger = member.ledger
     # (1) balances are the pending lots' and the buckets' remaining points, less debt
     released = sum(points for _, points, _ in raw["buckets"])
-    pending = sum(lot["remaining"] for lot in raw["pending"])
+    pending = sum(lot.remaining for lot in ledger.pending_lots)
     assert ledger.available == released - raw["debt"]
     assert ledger.pending == pending
     assert raw["debt"] >= 0
     assert raw["debt"] == 0 or released == 0, "debt is repaid before points become spendable"
-    for lot in raw["pending"]:
-        assert 0 <= lot["remaining"] <= lot["points"] and not lot["released"]
-        assert lot["expires_at"] == expiry_of(program, lot["available_at"])
-        assert lot["available_at"] > now  # the due work up to `now` is done
+    for lot in ledger.pending_lots:
+        assert 0 <= lot.remaining <= lot.points and not lot.released
+        assert lot.expires_at == expiry_of(program, lot.available_at)
+        assert lot.available_at > now  # the due work up to `now` is done
     instants = [(expires_at, warned) for expires_at, _, warned in raw["buckets"]]
     assert instants == sorted(set(instants)), "buckets are sorted, one per instant (and warned twin)"
     for expires_at, points, _ in raw["buckets"]:
