@@ -120,9 +120,18 @@ def _next_birthday_ms(member: Member, program: Program, now: int) -> int | None:
     if not member.birthday or not program.birthday_points:
         return None
     year = local_date(now, program.timezone).year
-    if member.birthday_paid_year == year or _birthday_ms(member, program, year) <= now:
+    starts = _birthday_ms(member, program, year)
+    if member.birthday_paid_year != year and starts <= now and _payable(member, program, starts):
+        return starts  # fell due while it could not be paid (the member was frozen): due at the next step
+    if member.birthday_paid_year == year or starts <= now:
         year += 1
     return _birthday_ms(member, program, year)
+
+
+def _payable(member: Member, program: Program, starts: int) -> bool:
+    """Whether a birthday starting at `starts` may be paid now: not frozen, and set long enough before."""
+    return not member.frozen and member.birthday_set_at is not None and (
+        member.birthday_set_at <= starts - program.birthday_min_age_ms)
 
 
 def _birthday_ms(member: Member, program: Program, year: int) -> int:
@@ -134,9 +143,7 @@ def _pay_birthday(member: Member, program: Program, now: int, out: Outputs) -> N
         return
     year = local_date(now, program.timezone).year
     starts = _birthday_ms(member, program, year)
-    if member.birthday_paid_year == year or starts > now:
-        return
-    if member.birthday_set_at is None or member.birthday_set_at > starts - program.birthday_min_age_ms:
+    if member.birthday_paid_year == year or starts > now or not _payable(member, program, starts):
         return
     member.birthday_paid_year = year
     source = f"birthday:{year}"

@@ -6,11 +6,15 @@ hash of each applied event id with its event time, for the program's `dedupe.win
 its id may have been forgotten, so applying it could count it twice. Within the horizon detection is
 exact but for hash collisions: with n ids remembered, a new event is taken for a duplicate with
 probability n / 2**53 (a member remembering 100 ids: about 1 in 9e13 events).
-53 bits keep every hash exact in any JSON reader (IEEE doubles).
+Stored packed: the hashes then their event times as little-endian 64-bit integers, base64 (16 bytes an
+id: a month of heavy use, 240 ids, is 5 KB), one JSON string the table's decoder passes over at once.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import sys
+from array import array
 from dataclasses import dataclass, field
 
 HASH_BITS = 53
@@ -29,11 +33,13 @@ class EventIds:
     stale_before: int | None = None
 
     def to_dict(self) -> dict:
-        return {"hashes": self.hashes, "times": self.times, "stale_before": self.stale_before}
+        return {"packed": _pack(self.hashes + self.times), "stale_before": self.stale_before}
 
     @classmethod
     def from_dict(cls, d: dict) -> EventIds:
-        return cls(list(d["hashes"]), list(d["times"]), d["stale_before"])
+        values = _unpack(d["packed"])
+        half = len(values) // 2
+        return cls(values[:half], values[half:], d["stale_before"])
 
     @classmethod
     def migrated(cls, event_ids: list[str], at: int) -> EventIds:
@@ -60,3 +66,18 @@ class EventIds:
         if self.times and min(self.times) < instant:
             kept = [(h, t) for h, t in zip(self.hashes, self.times, strict=True) if t >= instant]
             self.hashes, self.times = [h for h, _ in kept], [t for _, t in kept]
+
+
+def _pack(values: list[int]) -> str:
+    packed = array("q", values)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+def _unpack(text: str) -> list[int]:
+    packed = array("q")
+    packed.frombytes(base64.b64decode(text))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tolist()

@@ -159,3 +159,20 @@ def test_joining_keeps_the_referrer(run):
     r = run()
     r.joined(JAN1, referrer_id="friend-1")
     assert (r.member.referrer_id, r.member.birthday, r.member.created_at) == ("friend-1", None, ms(JAN1))
+
+
+def test_a_birthday_that_fell_while_frozen_is_paid_at_the_next_step_after_unfreezing(run):
+    """Not paid while frozen; once unfrozen the gift is due at once (next_due right after the clock), so
+    nothing pays it between two due instants that the schedule does not know of."""
+    r = run()
+    r.joined(JAN1, birthday="03-10")
+    r.apply(r.events.make("member_frozen", "2024-03-01T10:00:00+08:00", operator_id="op", reason="check"))
+    frozen_through = r.advance(ms(BDAY) + 3600 * 1000)
+    assert [x["type"] for x in frozen_through.rewards] == []
+    unfrozen = r.apply(r.events.make("member_unfrozen", "2024-03-12T10:00:00+08:00", operator_id="op",
+                                     reason="ok"))
+    at = ms("2024-03-12T10:00:00+08:00")
+    assert unfrozen.next_due == at + 1
+    paid = r.advance(at + 1)
+    assert [(x["type"], x["points"], x["occurred_at"]) for x in paid.rewards] == [
+        ("points_earned", 100, "2024-03-09T16:00:00.000Z")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stream_app.core.event_ids import id_hash
+from stream_app.core.member import Member
 from tests.unit.conftest import DAY, due, ms, summary, templates
 
 T0 = "2024-03-05T10:00:00+08:00"
@@ -95,7 +96,7 @@ def test_refund_of_an_unknown_order_is_ignored(run):
     assert (result.outcome, result.rewards, result.notifications) == ("ignored", [], [])
     for key in ("ledger", "orders", "tier", "at_risk_since"):
         assert result.state[key] == before[key]
-    assert result.state["seen"]["hashes"] == [id_hash(x) for x in ("e1", "e2")]
+    assert Member.from_dict(result.state).seen.hashes == [id_hash(x) for x in ("e1", "e2")]
 
 
 def test_refund_of_another_members_order_is_ignored(run):

@@ -55,7 +55,7 @@ def test_the_rules_under_test_are_the_packaged_rules(program):
     assert (program.expiry_granularity, program.order_window_granularity, program.dedupe_window_ms) == (
         "exact", "exact", None)
     assert (packaged.expiry_granularity, packaged.order_window_granularity, packaged.dedupe_window_ms) == (
-        "month", "month", 7 * DAY)
+        "month", "month", 30 * DAY)
 
 
 def test_tier_lookup_helpers(program):

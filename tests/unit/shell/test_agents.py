@@ -699,7 +699,7 @@ async def test_a_broken_due_message_is_dead_lettered_and_the_stream_goes_on(pipe
     [letter] = pipeline.to("dead-letters")
     assert (letter["topic"], letter["offset"], letter["error"], letter["detail"]) == (
         pipeline.names.name("due"), bad.offset, "processing_error", "JSONDecodeError")
-    assert before["seen"]["hashes"] == [id_hash(x) for x in ["e1"]]
+    assert Member.from_dict(before).seen.hashes == [id_hash(x) for x in ["e1"]]
     assert pipeline.state_of().seen.hashes == [id_hash(x) for x in ["e1", "e2"]]
     assert pipeline.state_of().ledger.available == 10
 
@@ -879,11 +879,11 @@ async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_a
 
 
 async def test_an_event_older_than_the_dedupe_window_is_dead_lettered_stale_and_changes_nothing(pipeline):
-    """The packaged program remembers event ids for dedupe.window (P7D) behind the member's clock."""
-    later = datetime.fromtimestamp(PAID_AT_MS / 1000 + 10 * 86_400).astimezone().isoformat()
+    """The packaged program remembers event ids for dedupe.window (P30D) behind the member's clock."""
+    later = datetime.fromtimestamp(PAID_AT_MS / 1000 + 40 * 86_400).astimezone().isoformat()
     await pipeline.put("shares", raw(share("e1", at=later)))
     before = pipeline.state_of().to_dict()
-    old = await pipeline.put("shares", raw(share("e0")))  # ten days older than the member's clock
+    old = await pipeline.put("shares", raw(share("e0")))  # forty days older than the member's clock
     [letter] = pipeline.to("dead-letters")
     assert (letter["error"], letter["offset"]) == ("stale", old.offset)
     assert pipeline.state_of().to_dict() == before
