@@ -563,16 +563,16 @@ async def test_a_malformed_message_is_dead_lettered_and_the_stream_goes_on(pipel
 
 
 async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, monkeypatch):
-    real_apply = agents.process.apply_event
+    real_apply = agents.process.apply_event_at
     calls = []
 
-    def apply_failing_once(state, event, program_):
+    def apply_failing_once(state, event, versions):
         calls.append(event["event_id"])
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return real_apply(state, event, program_)
+        return real_apply(state, event, versions)
 
-    monkeypatch.setattr(agents.process, "apply_event", apply_failing_once)
+    monkeypatch.setattr(agents.process, "apply_event_at", apply_failing_once)
 
     failed = await pipeline.put("shares", raw(share("e1")))
     assert M1 not in pipeline.members
@@ -869,7 +869,7 @@ async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_a
     def no_dead_letter(*args):
         raise RuntimeError("the dead letter failed too")
 
-    monkeypatch.setattr(agents.process, "apply_event", failing)
+    monkeypatch.setattr(agents.process, "apply_event_at", failing)
     monkeypatch.setattr(pipeline.parts.emitter, "dead_letter", no_dead_letter)
     message = await put_and_wait(pipeline, "shares", raw(share("e1")))
     assert pipeline.failstop.failure.reason == "internal" and not message.acked
