@@ -16,7 +16,7 @@ from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents.emit import Emitter
-from stream_app import faust_compat, web
+from stream_app import faust_compat, program_guard, web
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
@@ -120,6 +120,7 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
                   due_work=schedule.register(app, parts), observer=observe.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
+    program_guard.register(app, parts)
     web.register(app, parts)
     faust_compat.drop_builtin_pages(app)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 
+from stream_app.core.calendar import rfc3339
 from stream_app.core.program import Program, ProgramError, default_program_text, parse_program, program_from_dict
 from stream_app.core.toml_lines import line_of
 
@@ -158,3 +159,28 @@ def load_versions(path: str | None) -> ProgramVersions:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProgramError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=path) from None
     return parse_versions(text, path)
+
+
+class VersionEdited(ProgramError):
+    """A version already in effect differs from what was recorded when a worker first ran under it."""
+
+
+def guard(versions: ProgramVersions, recorded: dict[str, dict], now: int) -> list[dict]:
+    """Check the versions in effect at `now` against `recorded` (name -> record); the records to add.
+
+    Raises VersionEdited naming each version in effect whose hash or effective_from is not the recorded one.
+    A version not recorded yet (it came into effect since the last start) is recorded as it is now."""
+    edited = [v for v in versions.in_effect(now) if v.name in recorded and
+              (recorded[v.name].get("hash"), recorded[v.name].get("effective_from_ms")) != (v.hash, v.effective_from)]
+    if edited:
+        names = ", ".join(f"{v.name} (in effect since {rfc3339(v.effective_from)})" for v in edited)
+        raise VersionEdited(f"versions: {names} edited after it took effect: events already applied under it "
+                            "would be replayed under other rules. Undo the edit, or add a new [[versions]] "
+                            "entry with a later effective_from")
+    return [record_of(v) for v in versions.in_effect(now) if v.name not in recorded]
+
+
+def record_of(version: Version) -> dict:
+    """What the program-versions topic holds for a version, keyed by its name."""
+    return {"name": version.name, "effective_from": rfc3339(version.effective_from),
+            "effective_from_ms": version.effective_from, "hash": version.hash}
