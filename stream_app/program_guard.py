@@ -55,7 +55,7 @@ async def read_records(bootstrap: str, options: dict, topic: str, partitions: in
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: dict[str, dict] = {}
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
             for messages in (await consumer.getmany(*tps, timeout_ms=1000)).values():
                 for message in messages:
                     if message.value is not None:
