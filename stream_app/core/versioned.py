@@ -16,12 +16,16 @@ from stream_app.core.referral_messages import apply_message, message_time_ms
 
 
 def apply_event_at(state: dict | None, event: dict, versions: ProgramVersions) -> Result:
+    if len(versions.versions) == 1:  # no boundary to cross, and no second parse of occurred_at
+        return apply_event(state, event, versions.versions[0].program)
     occurred = event_time_ms(event)
     state, crossed = _cross(state, versions, occurred)
     return _joined(crossed, apply_event(state, event, versions.at(occurred)))
 
 
 def advance_at(state: dict, versions: ProgramVersions, now: int) -> Result:
+    if len(versions.versions) == 1:
+        return advance(state, versions.versions[0].program, now)
     state, crossed = _cross(state, versions, now)
     return _joined(crossed, advance(state, versions.at(now), now))
 
@@ -35,7 +39,7 @@ def apply_message_at(state: dict | None, message: dict, versions: ProgramVersion
 def _cross(state: dict | None, versions: ProgramVersions, upto: int) -> tuple[dict | None, list[Result]]:
     """Advance `state` to just before each version boundary between its clock and `upto`."""
     clock = None if state is None else state.get("evaluated_at")
-    if clock is None or len(versions.versions) == 1:
+    if clock is None:
         return state, []
     crossed = []
     for boundary in versions.boundaries(clock, upto):
