@@ -168,16 +168,23 @@ class VersionEdited(ProgramError):
 def guard(versions: ProgramVersions, recorded: dict[str, dict], now: int) -> list[dict]:
     """Check the versions in effect at `now` against `recorded` (name -> record); the records to add.
 
-    Raises VersionEdited naming each version in effect whose hash or effective_from is not the recorded one.
-    A version not recorded yet (it came into effect since the last start) is recorded as it is now."""
-    edited = [v for v in versions.in_effect(now) if v.name in recorded and
-              (recorded[v.name].get("hash"), recorded[v.name].get("effective_from_ms")) != (v.hash, v.effective_from)]
+    Raises VersionEdited naming each recorded version that is no longer in the file, no longer in effect
+    (its effective_from moved later), or whose hash or effective_from is not the recorded one. A version
+    in effect that is not recorded yet (it came into effect since the last start) is recorded as it is now."""
+    in_effect = {v.name: v for v in versions.in_effect(now)}
+    edited = []
+    for name, record in sorted(recorded.items(), key=lambda item: item[1].get("effective_from_ms", 0)):
+        version = in_effect.get(name)
+        since = rfc3339(record.get("effective_from_ms", 0))
+        if version is None:
+            edited.append(f"{name} (in effect since {since}) removed or moved later")
+        elif (record.get("hash"), record.get("effective_from_ms")) != (version.hash, version.effective_from):
+            edited.append(f"{name} (in effect since {since}) edited")
     if edited:
-        names = ", ".join(f"{v.name} (in effect since {rfc3339(v.effective_from)})" for v in edited)
-        raise VersionEdited(f"versions: {names} edited after it took effect: events already applied under it "
-                            "would be replayed under other rules. Undo the edit, or add a new [[versions]] "
+        raise VersionEdited(f"versions: {'; '.join(edited)} after it took effect: events already applied under "
+                            "it would be replayed under other rules. Undo the change, or add a new [[versions]] "
                             "entry with a later effective_from")
-    return [record_of(v) for v in versions.in_effect(now) if v.name not in recorded]
+    return [record_of(v) for name, v in in_effect.items() if name not in recorded]
 
 
 def record_of(version: Version) -> dict:

@@ -118,8 +118,13 @@ def test_the_guard_records_versions_as_they_take_effect_and_refuses_an_edited_on
     with pytest.raises(VersionEdited, match=r"summer \(in effect since 2024-05-31T16:00:00.000Z\) edited"):
         guard(edited, recorded, ms(BOUNDARY) + DAY)
     moved = parse_versions(versioned().replace(BOUNDARY, "2024-06-02T00:00:00+08:00"))
-    with pytest.raises(VersionEdited):
+    with pytest.raises(VersionEdited, match="summer .* edited"):
         guard(moved, recorded, ms("2024-07-01T00:00:00Z"))
+    postponed = parse_versions(versioned().replace(BOUNDARY, "2024-08-01T00:00:00+08:00"))
+    with pytest.raises(VersionEdited, match="summer .* removed or moved later"):
+        guard(postponed, recorded, ms("2024-07-01T00:00:00Z"))
+    with pytest.raises(VersionEdited, match="summer .* removed or moved later"):
+        guard(parse_versions(versioned("")), recorded, ms("2024-07-01T00:00:00Z"))
 
 
 def test_editing_the_base_or_a_future_version_is_refused_only_once_a_version_built_on_it_is_in_effect():
