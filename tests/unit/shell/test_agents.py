@@ -874,3 +874,27 @@ async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_a
     message = await put_and_wait(pipeline, "shares", raw(share("e1")))
     assert pipeline.failstop.failure.reason == "internal" and not message.acked
     assert M1 not in pipeline.members and pipeline.sent == []
+
+
+# -- referral messages (stream_app/core/referrals.py) -------------------------------------------------
+
+def claim_for(referrer: str, friend: str = "f1") -> dict:
+    return {"type": "referral_claimed", "event_id": "rc-1", "member_id": referrer, "friend_id": friend,
+            "order_id": "o1", "occurred_at": PAID_AT, "devices": []}
+
+
+async def test_a_claim_for_a_member_without_a_state_is_answered_referrer_unknown_on_the_friends_key(pipeline):
+    await pipeline.put("referrals", raw(claim_for("ghost")), key=b"ghost")
+    [reply] = [s for s in pipeline.sent if s.kind == "referrals"]
+    assert reply.key == b"f1"
+    assert {k: reply.json[k] for k in ("type", "member_id", "claim_id", "accepted", "reason")} == {
+        "type": "referral_decided", "member_id": "f1", "claim_id": "rc-1", "accepted": False,
+        "reason": "referrer_unknown"}
+    assert b"ghost" not in pipeline.members
+
+
+async def test_a_referral_message_keyed_by_another_member_is_dead_lettered(pipeline):
+    await pipeline.put("referrals", raw(claim_for("m2")), key=M1)
+    [letter] = pipeline.to("dead-letters")
+    assert (letter["error"], letter["detail"]) == ("processing_error", "ValueError")
+    assert [s for s in pipeline.sent if s.kind == "referrals"] == []
