@@ -120,7 +120,6 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
                   due_work=schedule.register(app, parts), observer=observe.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
-    program_guard.register(app, parts)
     web.register(app, parts)
     faust_compat.drop_builtin_pages(app)
 
@@ -130,6 +129,7 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
         apply_log_level(settings.log_level)
 
     app.on_worker_init.connect(exit_unless_login(settings))  # a wrong password or no broker: exit 2, not a retry loop
+    program_guard.register(app, parts)  # after the login check: an edited program version in effect, exit 2
 
     return wired
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 
 from stream_app.core.program_versions import ProgramVersions, VersionEdited, guard
 from stream_app.failstop import hard_exit
@@ -101,6 +102,10 @@ def exit_if_edited(settings: Settings, topic: str, versions: ProgramVersions,
                 log.info("program version %s recorded (sha256 %s)", record["name"], record["hash"])
         except VersionEdited as exc:
             print(f"loyalty: {settings.rules_path or 'the packaged program'}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        except (KafkaError, OSError) as exc:  # the versions cannot be checked: do not run unchecked
+            print(f"loyalty: cannot check the program versions on {topic}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         finally:
             loop.close()

@@ -84,7 +84,7 @@ def decide_due(member: Member, program: Program, now: int, out: Outputs) -> None
 
 
 def judge_claim(referrer: Member | None, friend_id: str, friend_devices: list[str], at: int,
-                rules: ReferralRules, program: Program) -> str | None:
+                program: Program) -> str | None:
     """The referrer side's verdict on a claim: a rejection reason, or None to pay."""
     if referrer is None:
         return "referrer_unknown"
@@ -94,7 +94,7 @@ def judge_claim(referrer: Member | None, friend_id: str, friend_devices: list[st
         return "referral_loop"
     if set(friend_devices) & set(referrer.devices):
         return "shared_device"
-    if successes_in_month(referrer, at, program) >= rules.max_per_month:
+    if successes_in_month(referrer, at, program) >= program.referrals.max_per_month:
         return "max_per_month"
     return None
 
@@ -116,7 +116,7 @@ def on_claim(referrer: Member, claim: dict, program: Program, now: int, out: Out
     book = referrer.referrals
     decision = book.decision_for(friend_id)
     if decision is None:
-        reason = judge_claim(referrer, friend_id, claim["devices"], at, program.referrals, program)
+        reason = judge_claim(referrer, friend_id, claim["devices"], at, program)
         book.decide(friend_id, at, reason)
         if reason is None:
             _pay_referrer(referrer, claim, program, now, out)

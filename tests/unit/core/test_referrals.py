@@ -257,7 +257,7 @@ def referrers(draw):
 @given(referrer=st.none() | referrers(), friend=ids, friend_devices=devices, at=st.integers(0, 90 * DAY))
 def test_judge_claim_gives_a_known_reason_or_pays_and_pays_only_when_every_rule_passes(
         referrer, friend, friend_devices, at):
-    reason = judge_claim(referrer, friend, friend_devices, T0 + at, PROGRAM.referrals, PROGRAM)
+    reason = judge_claim(referrer, friend, friend_devices, T0 + at, PROGRAM)
     assert reason is None or reason in REASONS
     if reason is None:
         assert referrer is not None and not referrer.frozen and referrer.referrer_id != friend
