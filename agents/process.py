@@ -17,9 +17,10 @@ from agents.batch import BatchPipeline, BatchStates
 from agents.intake import OrderedIntake
 from agents.observe import member_changed
 from stream_app import metrics
-from stream_app.core.engine import advance, apply_event, event_time_ms
+from stream_app.core.engine import event_time_ms
 from stream_app.core.outcomes import DUPLICATE, STALE
 from stream_app.core.privacy import scrub
+from stream_app.core.versioned import advance_at, apply_event_at, apply_message_at
 from stream_app.parts import Parts
 from topics.event_time import event_time_ms as message_time_ms
 from topics.outgoing import partition_for
@@ -33,10 +34,11 @@ class MemberProcessor:
     """What the agent does with each event of a batch."""
 
     def __init__(self, parts: Parts) -> None:
-        self.program, self.pii_key = parts.program, parts.settings.pii_key
+        self.versions, self.pii_key = parts.versions, parts.settings.pii_key
         self.emit, self.outgoing = parts.emitter, parts.outgoing
         self.schedule, self.projection = parts.schedule, parts.projection
-        self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due"}
+        self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due",
+                              parts.names.name("referrals"): "referrals"}
         self.partitions = parts.settings.partitions  # every topic has this many (docs/configuration.md)
 
     def apply(self, states: BatchStates, event) -> int | None:
@@ -45,6 +47,9 @@ class MemberProcessor:
             raise LookupError(f"no handler for topic {event.message.topic}")
         if kind == "due":
             self._due(states, event)
+            return None
+        if kind == "referrals":
+            self._referral(states, event)
             return None
         return self._input(states, kind, event)
 
@@ -84,7 +89,7 @@ class MemberProcessor:
             metrics.count_event(kind, "forwarded")
             return None
         before = states.get(member_key)
-        result = apply_event(before, scrub(decoded, self.pii_key), self.program)
+        result = apply_event_at(before, scrub(decoded, self.pii_key), self.versions)
         if result.outcome == DUPLICATE:
             states.keep(member_key, event)
         elif result.outcome == STALE:
@@ -108,13 +113,30 @@ class MemberProcessor:
         if state is None:
             self.schedule.set(key, None)
             return
-        result = advance(state, self.program, orjson.loads(event.message.value)["at"])
+        result = advance_at(state, self.versions, orjson.loads(event.message.value)["at"])
         if result.state is not state:
             self.emit.outputs(key, result)
             states.put(key, result.state, event)
             member_changed(state, result.state)
             self.projection.member_changed(key, result.state)
         self.schedule.set(key, result.next_due)
+
+    def _referral(self, states: BatchStates, event) -> None:
+        """A referral message from another member's partition (stream_app/core/referrals.py); malformed
+        ones raise, so `failed` dead-letters them."""
+        key, message = event.message.key, orjson.loads(event.message.value)
+        if message["member_id"].encode() != key:
+            raise ValueError("referral message keyed by another member")
+        state = states.get(key)
+        result = apply_message_at(state, message, self.versions)
+        self.emit.outputs(key, result)
+        if result.state is not state:
+            states.put(key, result.state, event)
+            member_changed(state, result.state)
+            self.projection.member_changed(key, result.state)
+        if result.state is not None:
+            self.schedule.set(key, result.next_due)
+        metrics.count_event("referrals", result.outcome)
 
 
 def register(app: faust.App, parts: Parts) -> MemberProcessor:

@@ -5,9 +5,12 @@ from the composition root, stream_app/compose.py.
 """
 from __future__ import annotations
 
+import time
+
 from stream_app.compose import build_app
-from stream_app.core.program import load_program
+from stream_app.core.program_versions import load_versions
 from stream_app.settings import load_settings
 
 settings = load_settings()
-app = build_app(settings, load_program(settings.rules_path)).app
+versions = load_versions(settings.rules_path)
+app = build_app(settings, versions.at(int(time.time() * 1000)), versions).app

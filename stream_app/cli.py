@@ -33,15 +33,16 @@ def _client_options(settings: Settings) -> dict[str, Any] | None:
 
 def _worker(args: argparse.Namespace) -> int:
     from stream_app.compose import build_app  # Faust and the agents: only for this command
-    from stream_app.core.program import ProgramError, load_program
+    from stream_app.core.program import ProgramError
+    from stream_app.core.program_versions import load_versions
 
     settings = load_settings()
     try:
-        program = load_program(settings.rules_path)
+        versions = load_versions(settings.rules_path)
     except ProgramError as exc:  # LOYALTY_RULES names a bad file: the worker does not start
         print(f"loyalty: {exc}", file=sys.stderr)
         return 1
-    app = build_app(settings, program).app
+    app = build_app(settings, versions.at(int(time.time() * 1000)), versions).app
     sys.argv = ["loyalty", "worker", "-l", settings.log_level]
     app.main()
     return 0
@@ -213,10 +214,13 @@ def _member(args: argparse.Namespace) -> int:
 # -- check-program ----------------------------------------------------------------------------------
 
 def _check_program(args: argparse.Namespace) -> int:
-    from stream_app.core.program import ProgramError, load_program
+    from stream_app.core.calendar import rfc3339
+    from stream_app.core.program import ProgramError
+    from stream_app.core.program_versions import load_versions
 
     try:
-        program = load_program(args.file)
+        versions = load_versions(args.file)
+        program = versions.versions[-1].program
     except ProgramError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -225,6 +229,8 @@ def _check_program(args: argparse.Namespace) -> int:
     count = len(program.campaigns)
     print(f"{args.file}: ok ({len(program.tiers)} tiers: {tiers}; "
           f"{count} campaign{'' if count == 1 else 's'}: {campaigns})")
+    for version in versions.versions[1:]:  # the summary above is of the newest; each version is checked
+        print(f"  version {version.name}: from {rfc3339(version.effective_from)}, sha256 {version.hash[:12]}")
     return 0
 
 

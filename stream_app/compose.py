@@ -16,10 +16,11 @@ from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents.emit import Emitter
-from stream_app import faust_compat, web
+from stream_app import faust_compat, program_guard, web
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
+from stream_app.core.program_versions import ProgramVersions
 from stream_app.failstop import FailStop
 from stream_app.kafka_security import exit_unless_login, faust_credentials
 from stream_app.parts import Parts
@@ -77,8 +78,8 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def build_parts(settings: Settings, program: Program) -> Parts:
-    """Every part of one deployment, unregistered."""
+def build_parts(settings: Settings, program: Program, versions: ProgramVersions | None = None) -> Parts:
+    """Every part of one deployment, unregistered; `versions` defaults to `program` alone, since always."""
     faust_compat.check()
     faust_compat.keep_delivered_on_resume()
     app = faust_app(settings)
@@ -95,6 +96,7 @@ def build_parts(settings: Settings, program: Program) -> Parts:
         projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
         emitter=Emitter(outgoing, names),
         failstop=FailStop(), broker=BrokerContact(),
+        versions=versions or ProgramVersions.single(program),
     )
 
 
@@ -110,9 +112,9 @@ class Wired:
     observer: observe.Observer
 
 
-def build_app(settings: Settings, program: Program) -> Wired:
+def build_app(settings: Settings, program: Program, versions: ProgramVersions | None = None) -> Wired:
     """The wired app: agents, timers, tasks, sensors and web routes registered on it."""
-    parts = build_parts(settings, program)
+    parts = build_parts(settings, program, versions)
     app = parts.app
     wired = Wired(app, parts, processor=process_agent.register(app, parts), indexer=device_agent.register(app, parts),
                   due_work=schedule.register(app, parts), observer=observe.register(app, parts))
@@ -127,6 +129,7 @@ def build_app(settings: Settings, program: Program) -> Wired:
         apply_log_level(settings.log_level)
 
     app.on_worker_init.connect(exit_unless_login(settings))  # a wrong password or no broker: exit 2, not a retry loop
+    program_guard.register(app, parts)  # after the login check: an edited program version in effect, exit 2
 
     return wired
 

@@ -13,6 +13,8 @@ POINTS = Counter("loyalty_points", "Points moved, by flow (pending, earned, rele
                  "redeemed, expired, adjusted).", ["flow"])
 REDEMPTIONS = Counter("loyalty_redemptions", "Redemption requests by result and reason.",
                       ["result", "reason"])
+REFERRALS = Counter("loyalty_referrals", "Referrals by outcome (pending, referrer_paid, milestone_paid, "
+                    "friend_paid, rejected) and rejection reason.", ["outcome", "reason"])
 TIER_CHANGES = Counter("loyalty_tier_changes", "Tier changes by from and to tier.", ["from_tier", "to_tier"])
 SEGMENT_CHANGES = Counter("loyalty_segment_changes", "Lifecycle segment changes by from and to segment.",
                           ["from_segment", "to_segment"])
@@ -72,6 +74,17 @@ def count_reward(reward: dict) -> None:
         TIER_CHANGES.labels(reward["details"]["from"], reward["details"]["to"]).inc()
     elif kind == "segment_changed":
         SEGMENT_CHANGES.labels(reward["details"]["from"], reward["details"]["to"]).inc()
+    elif kind == "referral_pending":
+        REFERRALS.labels("pending", "").inc()
+    elif kind == "referral_rejected":
+        REFERRALS.labels("rejected", reward["details"]["reason"]).inc()
+    if kind == "points_earned" and reward["rule"] in _REFERRAL_PAYOUTS:
+        REFERRALS.labels(_REFERRAL_PAYOUTS[reward["rule"]], "").inc()
+
+
+#: points_earned rules of a referral payout -> the loyalty_referrals_total outcome they count as
+_REFERRAL_PAYOUTS = {"referral_referrer": "referrer_paid", "referral_milestone": "milestone_paid",
+                     "referral_friend": "friend_paid"}
 
 # -- Faust / Kafka consumer figures, fed by agents/observe.py (a sensor and a timer) ----------------
 # `topic` is the topic kind (the configured LOYALTY_TOPIC_PREFIX stripped), `partition` its number.

@@ -10,6 +10,7 @@ from agents.emit import Emitter
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
+from stream_app.core.program_versions import ProgramVersions
 from stream_app.failstop import FailStop
 from stream_app.settings import Settings
 from tables.changelog import BatchedChangelogTable
@@ -22,6 +23,8 @@ from topics.outgoing import OutgoingBatches
 @dataclass(frozen=True, slots=True)
 class Parts:
     settings: Settings
+    #: the version in effect when the worker started (views, the due schedule's rebuild); events and due
+    #: work are applied under the version in effect at their instant (`versions`)
     program: Program
     app: faust.App
     names: TopicNames
@@ -39,3 +42,4 @@ class Parts:
     failstop: FailStop
     #: kept by agents/guard.py, read by /ready
     broker: BrokerContact
+    versions: ProgramVersions

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stream_app.core.program import Program, ProgramError, default_program_text, parse_program
+from stream_app.core.program import Program, ProgramError, default_program_text
+from stream_app.core.program_versions import ProgramVersions, parse_versions
 from stream_app.loadgen import Progress
 from stream_app.settings import Settings
 
@@ -80,18 +81,23 @@ def _count(text: str) -> int:
 @dataclass(frozen=True, slots=True)
 class NamedProgram:
     source: str
-    program: Program
+    versions: ProgramVersions
+
+    @property
+    def program(self) -> Program:
+        """The newest version: what the report names (tiers, time zone)."""
+        return self.versions.versions[-1].program
 
 
 def read_program(path: str | None) -> NamedProgram:
     """The program at `path` (packaged default when empty); ProgramError says `FILE:LINE: what`."""
     if not path:
-        return NamedProgram("packaged default", parse_program(default_program_text()))
+        return NamedProgram("packaged default", parse_versions(default_program_text()))
     try:
         text = Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProgramError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    return NamedProgram(path, parse_program(text, path))
+    return NamedProgram(path, parse_versions(text, path))
 
 
 # -- history ----------------------------------------------------------------------------------------
@@ -136,8 +142,8 @@ def _drawn(records: Iterable[Record], progress: Progress) -> Iterator[Record]:
 class Job:
     """What every process simulates a chunk of members with (picklable: sent to each process)."""
 
-    current: Program
-    candidate: Program
+    current: ProgramVersions
+    candidate: ProgramVersions
     pii_key: bytes
     end_ms: int
     top: int
@@ -233,7 +239,7 @@ def _simulate(args: argparse.Namespace, current: NamedProgram, candidate: NamedP
         print(f"loyalty: cannot read the history from Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     end_ms = max((x for x in (args.until, history.last_ms) if x is not None), default=None)
-    job = Job(current.program, candidate.program, args.pii_key, end_ms or 0, args.top)
+    job = Job(current.versions, candidate.versions, args.pii_key, end_ms or 0, args.top)
     started = time.monotonic()
     progress = Progress(history.events)
     tally = run_jobs(job, history.members, args.jobs, progress)

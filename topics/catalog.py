@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
 OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
-INTERNAL_KINDS = ("due", "devices")
+INTERNAL_KINDS = ("due", "devices", "referrals", "program-versions")
 
 
 @dataclass(frozen=True, slots=True)

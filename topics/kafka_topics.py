@@ -12,8 +12,9 @@ class KafkaTopics:
 
     def __init__(self, app: faust.App, names: TopicNames, partitions: int) -> None:
         self._app, self.names, self.partitions = app, names, partitions
-        #: Everything the processing agent consumes: the input topics and the internal due-work topic.
-        self.consumed = self.raw(*INPUT_KINDS, "due")
+        #: Everything the processing agent consumes: the input topics, the internal due-work topic and the
+        #: referral messages between members' partitions.
+        self.consumed = self.raw(*INPUT_KINDS, "due", "referrals")
         self.produced = {kind: self.raw(kind) for kind in OUTPUT_KINDS + INTERNAL_KINDS + INPUT_KINDS}
 
     def raw(self, *kinds: str) -> faust.TopicT:

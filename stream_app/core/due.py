@@ -13,6 +13,8 @@ from stream_app.core.ledger import EXPIRES, REMAINING
 from stream_app.core.member import Member
 from stream_app.core.notify_policy import held_due_at, settle
 from stream_app.core.program import Program
+from stream_app.core.referrals import decide_due
+from stream_app.core.referrals import due_times as referral_due_times
 from stream_app.core.segments import evaluate_segment, segment_due_at
 from stream_app.core.tiers import evaluate_tier, tier_due_at
 
@@ -72,6 +74,7 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
     warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
     if warn_at is not None:
         times.append(warn_at)
+    times.extend(referral_due_times(member))
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
@@ -94,6 +97,7 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
+    decide_due(member, program, now, out)
     _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
     expired_before = ledger.expired
     for expires_at, points in ledger.expire_due(now):

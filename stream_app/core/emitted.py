@@ -24,6 +24,8 @@ class Outputs:
     notifications: list[dict] = field(default_factory=list)
     device_links: list[dict] = field(default_factory=list)
     notifications_dropped: int = 0  # by the notification policy (notify_policy.settle)
+    #: to another member's partition (the internal `referrals` topic), keyed by the message's member_id
+    messages: list[dict] = field(default_factory=list)
 
     def link_device(self, op: str, device: str, member: Member) -> None:
         """Tell the device index that `member` uses (op "seen") or no longer uses ("forget") `device`."""
@@ -38,7 +40,7 @@ class Outputs:
             "member_id": member.member_id, "type": kind, "points": points,
             "balance": {"available": member.ledger.available, "pending": member.ledger.pending},
             "tier": member.tier, "source_event_id": source_event_id, "rule": rule,
-            "occurred_at": rfc3339(at),
+            "occurred_at": rfc3339(at), "program_version": self.program.version,
         }
         if details:
             reward["details"] = details

@@ -23,6 +23,7 @@ from stream_app.core.member import Member
 from stream_app.core.notify_policy import settle
 from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED, STALE
 from stream_app.core.program import Program
+from stream_app.core.referrals import after_event as referral_after_event
 from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
 
@@ -42,6 +43,7 @@ class Result:
     notifications_dropped: int = 0
     device_links: list[dict] = field(default_factory=list)
     late: bool = False  # applied, but older than the member's clock (counted: loyalty_events_late_total)
+    messages: list[dict] = field(default_factory=list)  # to other members' partitions (referrals)
 
 
 def event_time_ms(event: dict) -> int:
@@ -73,13 +75,14 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
         member.last_activity_at = max(member.last_activity_at or occurred, occurred)
         _flag_abuse(member, event, program, occurred, out)
     outcome = HANDLERS[event["type"]](member, event, program, occurred, out)
+    referral_after_event(member, event, program, occurred, outcome, out)
     evaluate_tier(member, program, now, event["event_id"], out)
     evaluate_segment(member, program, now, event["event_id"], out)
     member.seen.remember(event["event_id"], occurred, now, program.dedupe_window_ms, program.max_event_ids)
     settle(member, program, now, out, first)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
                   next_due(member, program, now), out.notifications_dropped, out.device_links,
-                  late=occurred < now)
+                  late=occurred < now, messages=out.messages)
 
 
 def clock_of(member: Member, at: int) -> int:
@@ -100,7 +103,8 @@ def advance(state: dict, program: Program, now: int) -> Result:
     # Keys the core does not own (e.g. an `_outbox` left by older versions) are not compared.
     changed = any(new_state[k] != state.get(k) for k in new_state if k != "evaluated_at")
     return Result(new_state if changed else state, out.rewards, out.notifications,
-                  APPLIED if changed else IGNORED, next_due(member, program, now), out.notifications_dropped)
+                  APPLIED if changed else IGNORED, next_due(member, program, now), out.notifications_dropped,
+                  messages=out.messages)
 
 
 def _flag_abuse(member: Member, event: dict, program: Program, now: int, out: Outputs) -> None:

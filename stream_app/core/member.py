@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stream_app.core.event_ids import EventIds
 from stream_app.core.ledger import Ledger
+from stream_app.core.referral_book import ReferralBook
 
 #: Stored as "v"; states without it were written by release 047f314 or earlier and are migrated on load.
 STATE_VERSION = 2
@@ -87,6 +88,7 @@ class Member:
     held: list[dict] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     evaluated_at: int | None = None
+    referrals: ReferralBook = field(default_factory=ReferralBook)
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +105,7 @@ class Member:
             "last_activity_at": self.last_activity_at, "segment": self.segment, "velocity": self.velocity,
             "flags": self.flags, "held": self.held, "devices": self.devices,
             "evaluated_at": self.evaluated_at,
+            **({"referrals": self.referrals.to_dict()} if self.referrals else {}),
         }
 
     @classmethod
@@ -131,6 +134,7 @@ class Member:
             velocity={k: [list(x) for x in v] for k, v in d.get("velocity", {}).items()},
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
             devices=list(d.get("devices", [])), evaluated_at=d.get("evaluated_at"),
+            referrals=ReferralBook.from_dict(d.get("referrals")),
         )
 
     def order(self, order_id: str) -> Order | None:

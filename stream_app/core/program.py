@@ -79,6 +79,30 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
+class Milestone:
+    """The `count`th successful referral of a referrer earns `points` more."""
+
+    count: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRules:
+    """`[referrals]`: what a successful referral pays each side, and its limits (stream_app/core/referrals.py)."""
+
+    referrer_points: int = 0
+    friend_points: int = 0
+    min_order_cents: int = 0
+    max_per_month: int = 10
+    milestones: tuple[Milestone, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        """Whether a referral pays anything at all (a program without `[referrals]` keeps none)."""
+        return bool(self.referrer_points or self.friend_points or self.milestones)
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     timezone: ZoneInfo
     points_per_unit: Fraction
@@ -122,6 +146,9 @@ class Program:
     quiet_end_s: int
     quiet_hold: bool
     hold_at_most_ms: int
+    referrals: ReferralRules = ReferralRules()
+    #: the name of the program version this is (stream_app/core/program_versions.py), on every reward event
+    version: str = "base"
 
     def tier(self, name: str) -> Tier:
         """The tier called `name` (the lowest one for an unknown name)."""
@@ -276,6 +303,21 @@ def _campaigns(root: _Reader) -> tuple[Campaign, ...]:
     return tuple(campaigns)
 
 
+def _referrals(section: _Reader) -> ReferralRules:
+    milestones: list[Milestone] = []
+    for r in section.tables("milestones"):
+        count = r.count("count", minimum=1)
+        if milestones and count <= milestones[-1].count:
+            raise r.fail("count", f"milestone counts must increase strictly: {count} is not above "
+                                  f"{milestones[-1].count}")
+        milestones.append(Milestone(count, r.count("points", minimum=1)))
+    return ReferralRules(referrer_points=section.count("referrer_points", 0),
+                         friend_points=section.count("friend_points", 0),
+                         min_order_cents=section.count("min_order_cents", 0),
+                         max_per_month=section.count("max_per_month", 10, minimum=1),
+                         milestones=tuple(milestones))
+
+
 def _tiers(section: _Reader) -> tuple[Tier, ...]:
     tiers: list[Tier] = []
     for r in section.tables("levels"):
@@ -306,6 +348,8 @@ def program_from_dict(data: dict) -> Program:
     unknown = first_unknown(data)
     if unknown is not None:
         raise ProgramError(unknown)
+    if "versions" in data:  # one Program cannot stand for several: program_versions.versions_from_dict can
+        raise ProgramError("versions: a file with [[versions]] is read as program versions (load_versions)")
     root = _Reader(data, "")
     orders, reviews, shares = root.section("orders"), root.section("reviews"), root.section("shares")
     logins, birthday, expiry = root.section("logins"), root.section("birthday"), root.section("expiry")
@@ -359,6 +403,8 @@ def program_from_dict(data: dict) -> Program:
         quiet_end_s=policy.clock("quiet_end", "08:00"),
         quiet_hold=policy.choice("quiet_hours", ("hold", "drop"), "hold") == "hold",
         hold_at_most_ms=policy.duration("hold_at_most", "PT12H"),
+        referrals=_referrals(root.section("referrals")),
+        version=root.name("version") if "version" in data else "base",
     )
 
 

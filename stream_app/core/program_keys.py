@@ -15,7 +15,7 @@ from typing import Any
 TEMPLATES = (
     "points_pending", "points_earned", "points_clawed_back", "points_redeemed", "redemption_rejected",
     "points_expired", "points_expiring", "tier_changed", "tier_at_risk", "birthday_gift", "member_flagged",
-    "win_back",
+    "win_back", "referral_referrer_rewarded", "referral_friend_rewarded",
 )
 
 #: Dotted keys, array-of-tables elements without their index (`tiers.levels.name`).
@@ -37,13 +37,16 @@ KEYS = (
     "segments.churned_after",
     "notification_policy", "notification_policy.marketing_daily_cap", "notification_policy.quiet_start",
     "notification_policy.quiet_end", "notification_policy.quiet_hours", "notification_policy.hold_at_most",
+    "referrals", "referrals.referrer_points", "referrals.friend_points", "referrals.min_order_cents",
+    "referrals.max_per_month", "referrals.milestones", "referrals.milestones.count", "referrals.milestones.points",
     "dedupe", "dedupe.max_event_ids", "dedupe.window",
+    "version", "versions", "versions.name", "versions.effective_from",
     "notifications", *(f"notifications.{template}" for template in TEMPLATES),
 )
 #: Tables whose keys are names the operator chooses (category names), not program keys.
 FREE_TABLES = ("orders.category_multipliers",)
 #: Keys that hold arrays of tables (`[[tiers.levels]]`).
-ARRAYS_OF_TABLES = ("tiers.levels", "campaigns")
+ARRAYS_OF_TABLES = ("tiers.levels", "campaigns", "referrals.milestones")
 
 _KNOWN = frozenset(KEYS)
 _INDEX = re.compile(r"\[\d+\]")

@@ -2,7 +2,8 @@
 
 Pure: decoded, scrubbed input events in, a `Tally` out, no I/O. Each member's events are applied
 in event-time order with `engine.apply_event` (which does the member's due work up to each event,
-as in the worker), then the member is advanced to the end of the history with `engine.advance`.
+as in the worker), then the member is advanced to the end of the history with `engine.advance`;
+each under the program version in effect at its instant (stream_app/core/versioned.py).
 Members are independent, so a history can be split by member, each part simulated on its own
 (e.g. in another process) and the tallies merged: the merge is exact and order-independent.
 
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from stream_app.core.calendar import local_date
-from stream_app.core.engine import Result, advance, apply_event, event_time_ms
+from stream_app.core.engine import Result, event_time_ms
 from stream_app.core.ledger import Ledger
 from stream_app.core.outcomes import ERASED
 from stream_app.core.program import Program
+from stream_app.core.program_versions import ProgramVersions
+from stream_app.core.versioned import advance_at, apply_event_at
 
 #: Reward types that move points, and the flow each one counts in.
 FLOWS = {"points_pending": "issued", "points_earned": "issued", "points_clawed_back": "clawed_back",
@@ -108,14 +111,16 @@ def in_event_time_order(events: Sequence[dict]) -> list[dict]:
     return sorted(events, key=event_time_ms)
 
 
-def simulate(members: Iterable[tuple[str, Sequence[dict]]], current: Program, candidate: Program,
-             end_ms: int, top: int = 10) -> Tally:
+def simulate(members: Iterable[tuple[str, Sequence[dict]]], current: Program | ProgramVersions,
+             candidate: Program | ProgramVersions, end_ms: int, top: int = 10) -> Tally:
     """Run each member's events (validated and scrubbed, in input order) under both programs.
 
-    Every member is advanced to `end_ms` (the end of the history) after its last event.
+    Every member is advanced to `end_ms` (the end of the history) after its last event. Rewards are
+    dated in the time zone of the version in effect at `end_ms`.
     """
     tally = Tally(top)
-    day_current, day_candidate = _day_of(current), _day_of(candidate)
+    current, candidate = _versions(current), _versions(candidate)
+    day_current, day_candidate = _day_of(current.at(end_ms)), _day_of(candidate.at(end_ms))
     for member_id, events in members:
         ordered = in_event_time_order(events)
         before = run_member(ordered, current, end_ms, tally.current, day_current)
@@ -130,7 +135,11 @@ def simulate(members: Iterable[tuple[str, Sequence[dict]]], current: Program, ca
     return tally
 
 
-def run_member(events: Sequence[dict], program: Program, end_ms: int, totals: Totals,
+def _versions(program: Program | ProgramVersions) -> ProgramVersions:
+    return program if isinstance(program, ProgramVersions) else ProgramVersions.single(program)
+
+
+def run_member(events: Sequence[dict], versions: ProgramVersions, end_ms: int, totals: Totals,
                day_of: Callable[[str], str]) -> int:
     """Apply one member's ordered events, then advance it to `end_ms`; its final available + pending.
 
@@ -140,7 +149,7 @@ def run_member(events: Sequence[dict], program: Program, end_ms: int, totals: To
     state: dict | None = None
     for event in events:
         try:
-            result = apply_event(state, event, program)
+            result = apply_event_at(state, event, versions)
         except Exception:  # the worker dead-letters such an event and goes on; so does the simulation
             totals.events["dead_lettered"] += 1
             totals.dead_letters[PROCESSING_ERROR] += 1
@@ -149,13 +158,14 @@ def run_member(events: Sequence[dict], program: Program, end_ms: int, totals: To
         if result.outcome == ERASED and state is not None:
             forfeited = _balance(state)
             totals.erased += forfeited
-            totals.daily_change[local_date(event_time_ms(event), program.timezone).isoformat()] -= forfeited
+            at = event_time_ms(event)
+            totals.daily_change[local_date(at, versions.at(at).timezone).isoformat()] -= forfeited
         _count(result, totals, day_of)
         state = result.state
     if state is None:
         return 0
     try:
-        result = advance(state, program, end_ms)
+        result = advance_at(state, versions, end_ms)
     except Exception:  # a due message the core raises on is dead-lettered by the worker too
         totals.dead_letters[PROCESSING_ERROR] += 1
     else:

@@ -417,3 +417,25 @@ def test_key_lines_handles_dotted_keys_nested_tables_and_array_tables():
     }
     assert (line_of("campaigns[1].start", text), line_of("campaigns[0].extra.y", text), line_of("tiers", text)) == (
         8, 6, None)
+
+
+def test_referral_keys_and_milestones():
+    program = build_program({"referrals.referrer_points": "300", "referrals.friend_points": "200"},
+                            extra="[[referrals.milestones]]\ncount = 3\npoints = 50\n")
+    rules = program.referrals
+    assert (rules.referrer_points, rules.friend_points, rules.min_order_cents, rules.max_per_month) == (300, 200, 0, 10)
+    assert [(m.count, m.points) for m in rules.milestones] == [(3, 50)] and rules.active
+    assert not parse_program(toml_with()).referrals.active  # the packaged default pays no referral
+
+
+@pytest.mark.parametrize("milestones, message", [
+    ("count = 3\npoints = 50\n[[referrals.milestones]]\ncount = 3\npoints = 60\n",
+     "referrals.milestones[1].count: milestone counts must increase strictly"),
+    ("count = 3\npoints = 0\n", "referrals.milestones[0].points: must be >= 1"),
+    ("count = 3\npoints = 5\nbonus = 1\n", "referrals.milestones[0].bonus: unknown key"),
+])
+def test_bad_referral_milestones_are_refused_with_their_line(milestones, message):
+    text = toml_with() + "[[referrals.milestones]]\n" + milestones
+    with pytest.raises(ProgramError, match=re.escape(message)) as caught:
+        parse_program(text)
+    assert caught.value.line is not None and caught.value.line > len(toml_with().splitlines())

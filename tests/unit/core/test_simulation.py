@@ -140,14 +140,14 @@ def test_an_erased_member_forfeits_its_balance_and_leaves_the_tiers():
 
 
 def test_an_event_the_core_raises_on_is_dead_lettered_and_the_member_goes_on(monkeypatch):
-    real = simulation.apply_event
+    real = simulation.apply_event_at
 
-    def failing(state, event, program):
+    def failing(state, event, versions):
         if event["event_id"] == "m-2":
             raise ValueError("boom")
-        return real(state, event, program)
+        return real(state, event, versions)
 
-    monkeypatch.setattr(simulation, "apply_event", failing)
+    monkeypatch.setattr(simulation, "apply_event_at", failing)
     tally = simulate([("m", _member_events("m"))], CURRENT, CURRENT, START + DAY)
     assert tally.current.dead_letters == Counter({"processing_error": 1})
     assert tally.current.events == Counter({"applied": 2, "dead_lettered": 1})
@@ -214,3 +214,17 @@ def test_totals_merge_adds_every_counter(field_name):
     left.redeemed, right.redeemed = 1, 4
     left.merge(right)
     assert getattr(left, field_name)["x"] == 5 and left.redeemed == 5
+
+
+def test_a_candidate_with_a_version_from_mid_history_doubles_only_the_shares_after_it():
+    from stream_app.core.program_versions import parse_versions
+
+    members = history(100, 400, seed=3, mix={"shares": 1}, days=60)
+    boundary = START + 30 * DAY
+    versioned = parse_versions(toml_with() + f'[[versions]]\nname = "double"\neffective_from = "{iso(boundary)}"\n'
+                               "[versions.shares]\npoints = 10\n")
+    tally = run(members, CURRENT, versioned)
+    after = sum(1 for _, es in members for e in es if event_time_ms(e) >= boundary)
+    assert 0 < after < 400
+    assert tally.candidate.issued["shares"] - tally.current.issued["shares"] == 5 * after
+    assert tally.candidate.rewards == tally.current.rewards

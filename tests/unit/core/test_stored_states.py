@@ -40,7 +40,11 @@ POLICY_FIELDS = ("held", "daily")  # the notification policy's own bookkeeping i
 
 
 def outputs(result: engine.Result) -> dict:
-    return {"outcome": result.outcome, "rewards": comparable(result.rewards)}
+    """What the earlier release emitted: reward events have since gained `program_version` (an added
+    field), and expiry events are per bucket (see `comparable`)."""
+    rewards = [{k: v for k, v in r.items() if k != "program_version"} for r in result.rewards]
+    assert all(r["program_version"] == PROGRAM.version for r in result.rewards)
+    return {"outcome": result.outcome, "rewards": comparable(rewards)}
 
 
 def comparable(rewards: list[dict]) -> list[dict]:

@@ -565,16 +565,16 @@ async def test_a_malformed_message_is_dead_lettered_and_the_stream_goes_on(pipel
 
 
 async def test_an_exception_in_the_core_dead_letters_that_event_only(pipeline, monkeypatch):
-    real_apply = agents.process.apply_event
+    real_apply = agents.process.apply_event_at
     calls = []
 
-    def apply_failing_once(state, event, program_):
+    def apply_failing_once(state, event, versions):
         calls.append(event["event_id"])
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return real_apply(state, event, program_)
+        return real_apply(state, event, versions)
 
-    monkeypatch.setattr(agents.process, "apply_event", apply_failing_once)
+    monkeypatch.setattr(agents.process, "apply_event_at", apply_failing_once)
 
     failed = await pipeline.put("shares", raw(share("e1")))
     assert M1 not in pipeline.members
@@ -871,7 +871,7 @@ async def test_a_failure_outside_the_per_event_handling_stops_the_pipeline_and_a
     def no_dead_letter(*args):
         raise RuntimeError("the dead letter failed too")
 
-    monkeypatch.setattr(agents.process, "apply_event", failing)
+    monkeypatch.setattr(agents.process, "apply_event_at", failing)
     monkeypatch.setattr(pipeline.parts.emitter, "dead_letter", no_dead_letter)
     message = await put_and_wait(pipeline, "shares", raw(share("e1")))
     assert pipeline.failstop.failure.reason == "internal" and not message.acked
@@ -888,3 +888,27 @@ async def test_an_event_older_than_the_dedupe_window_is_dead_lettered_stale_and_
     assert (letter["error"], letter["offset"]) == ("stale", old.offset)
     assert pipeline.state_of().to_dict() == before
     assert [r["source_event_id"] for r in pipeline.to("rewards")] == ["e1"]
+
+
+# -- referral messages (stream_app/core/referrals.py) -------------------------------------------------
+
+def claim_for(referrer: str, friend: str = "f1") -> dict:
+    return {"type": "referral_claimed", "event_id": "rc-1", "member_id": referrer, "friend_id": friend,
+            "order_id": "o1", "occurred_at": PAID_AT, "devices": []}
+
+
+async def test_a_claim_for_a_member_without_a_state_is_answered_referrer_unknown_on_the_friends_key(pipeline):
+    await pipeline.put("referrals", raw(claim_for("ghost")), key=b"ghost")
+    [reply] = [s for s in pipeline.sent if s.kind == "referrals"]
+    assert reply.key == b"f1"
+    assert {k: reply.json[k] for k in ("type", "member_id", "claim_id", "accepted", "reason")} == {
+        "type": "referral_decided", "member_id": "f1", "claim_id": "rc-1", "accepted": False,
+        "reason": "referrer_unknown"}
+    assert b"ghost" not in pipeline.members
+
+
+async def test_a_referral_message_keyed_by_another_member_is_dead_lettered(pipeline):
+    await pipeline.put("referrals", raw(claim_for("m2")), key=M1)
+    [letter] = pipeline.to("dead-letters")
+    assert (letter["error"], letter["detail"]) == ("processing_error", "ValueError")
+    assert [s for s in pipeline.sent if s.kind == "referrals"] == []

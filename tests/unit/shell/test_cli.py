@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,6 +43,18 @@ def test_check_program_default_file_is_ok(tmp_path, capsys):
     status, out, err = check(tmp_path, capsys, DEFAULT)
     assert (status, err) == (0, "")
     assert out == "FILE: ok (4 tiers: bronze 0, silver 1000, gold 5000, platinum 20000; 1 campaign: member day)\n"
+
+
+def test_check_program_lists_each_version_and_refuses_a_bad_one_with_its_line(tmp_path, capsys):
+    version = '[[versions]]\nname = "v2"\neffective_from = 2030-01-01T00:00:00Z\n[versions.shares]\npoints = 9\n'
+    status, out, err = check(tmp_path, capsys, DEFAULT + version)
+    assert (status, err) == (0, "")
+    summary, listed = out.splitlines()
+    assert summary.startswith("FILE: ok (4 tiers: ")
+    assert re.fullmatch(r"  version v2: from 2030-01-01T00:00:00.000Z, sha256 [0-9a-f]{12}", listed)
+    status, out, err = check(tmp_path, capsys, DEFAULT + version.replace("points = 9", "points = -9"))
+    lines = len((DEFAULT + version).splitlines())
+    assert (status, out) == (1, "") and err == f"FILE:{lines}: versions[0].shares.points: must be >= 0\n"
 
 
 def test_check_program_syntax_error_names_tomls_line(tmp_path, capsys):

@@ -38,7 +38,7 @@ def test_agent_table_and_topic_names_are_those_of_the_previous_release() -> None
     assert app.conf.id == "shop"  # the consumer group
     process = app.agents["agents.process.process"]
     assert sorted(process.channel.topics) == sorted(f"loyalty.{k}" for k in (
-        "orders", "reviews", "shares", "logins", "members", "redemptions", "admin", "due"))
+        "orders", "reviews", "shares", "logins", "members", "redemptions", "admin", "due", "referrals"))
 
 
 def test_two_apps_live_in_one_process_each_with_its_program_and_store(tmp_path) -> None:
@@ -119,7 +119,7 @@ def _effects(tmp_path: Path) -> dict:
         "LOYALTY_TOPIC_PREFIX": ("shop.", lambda w: sorted(w.parts.topics.produced["orders"].topics), ["shop.orders"]),
         "LOYALTY_PARTITIONS": ("3", lambda w: (w.app.conf.topic_partitions, w.parts.members.partitions), (3, 3)),
         "LOYALTY_REPLICATION": ("3", lambda w: w.app.conf.topic_replication_factor, 3),
-        "LOYALTY_RULES": (str(rules), lambda w: w.processor.program.share_points, 9),
+        "LOYALTY_RULES": (str(rules), lambda w: w.processor.versions.at(0).share_points, 9),
         "LOYALTY_REDIS_URL": ("redis://r:6379/2", lambda w: (w.parts.projection.enabled, w.parts.projection.url),
                               (True, "redis://r:6379/2")),
         "LOYALTY_DUE_TICK": ("PT5S", lambda w: w.due_work.interval, 5.0),

@@ -425,3 +425,36 @@ def test_every_metric_is_documented_with_its_type_and_every_documented_metric_ex
     text = (ROOT / "docs" / "metrics.md").read_text()
     documented = dict(re.findall(r"^\| `(loyalty_[a-z_]+)` \| (counter|gauge|histogram)", text, re.M))
     assert documented == _metric_families()
+
+
+# -- referrals.md ----------------------------------------------------------------------------------
+
+def test_every_referral_rejection_reason_is_documented_and_emitted():
+    from stream_app.core.referrals import REASONS
+
+    table = {code(cells(row)[0]) for block in table_blocks(doc("referrals.md")) for row in block[2:]}
+    assert set(REASONS) <= table
+    emitted = set(re.findall(r'"(\w+)"', source("stream_app/core/referrals.py"))) & set(REASONS)
+    assert emitted == set(REASONS)
+    for reason in REASONS:
+        assert f"`{reason}`" in doc("contracts.md") and f"`{reason}`" in doc("metrics.md"), reason
+
+
+def test_the_referral_messages_fields_are_documented():
+    from stream_app.core.emitted import Outputs
+    from stream_app.core.member import Member
+    from stream_app.core.program import parse_program
+    from stream_app.core.referral_book import FriendReferral
+    from stream_app.core.referrals import decide_due, reply
+
+    program = parse_program(default_program_text())
+    friend = Member("f", 0, "bronze", referrer_id="r")
+    friend.referrals.friend = FriendReferral("r", "o1", "rc-1", 10)
+    out = Outputs(program)
+    decide_due(friend, program, 10, out)
+    [claim] = out.messages
+    rows = {code(cells(row)[0]) for block in table_blocks(doc("referrals.md")) for row in block[2:]}
+    documented = {name for row in rows for name in re.findall(r"\w+", row)}
+    for message in (claim, reply(claim, "r", None)):
+        assert set(message) <= documented, set(message) - documented
+        assert f"`{message['type']}`" in doc("contracts.md")
