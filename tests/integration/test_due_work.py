@@ -40,11 +40,11 @@ def test_pending_release_tier_up_and_down_and_expiry(deployment):
     wanted = {("points_pending", "order"), ("points_pending", "first_order_bonus"),
               ("points_earned", "order"), ("points_earned", "first_order_bonus"),
               ("tier_changed", "tier_upgrade"), ("points_clawed_back", "refund"),
-              ("tier_changed", "tier_downgrade"), ("points_expired", "order:expiry")}
+              ("tier_changed", "tier_downgrade"), ("points_expired", "expiry")}
     rewards = consume(deployment.topic("rewards"), lambda rs: seen(rs, wanted), timeout=30)
     # The refund's 500 came from the soonest-expiring lots (the bonus lot, then the order lot),
     # so only the order lot's remaining 800 expires.
-    assert [(r["rule"], r["points"]) for r in rewards if r["type"] == "points_expired"] == [("order:expiry", -800)]
+    assert [(r["rule"], r["points"]) for r in rewards if r["type"] == "points_expired"] == [("expiry", -800)]
     released = [r for r in rewards if r["type"] == "points_earned"]
     assert sorted(r["points"] for r in released) == [100, 1200]
     tiers = [(r["details"]["from"], r["details"]["to"]) for r in rewards if r["type"] == "tier_changed"]
