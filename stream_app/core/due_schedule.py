@@ -1,6 +1,8 @@
 """Due-work schedule of one worker: which member falls due when, as a heap with lazy deletion.
 
-Work per tick is proportional to what is due, not to the number of members.
+Work per tick is proportional to what is due, not to the number of members. A rebuild (from the
+member index, in chunks while the agent goes on) `load`s what was stored, and a member the agent
+`set` since the rebuild began keeps the agent's newer instant.
 """
 from __future__ import annotations
 
@@ -11,12 +13,18 @@ class DueSchedule:
     def __init__(self) -> None:
         self._heap: list[tuple[int, bytes]] = []
         self._due_at: dict[bytes, int] = {}
+        self._touched: set[bytes] | None = None  # members set since the rebuild began (None: none running)
 
     def __len__(self) -> int:
         return len(self._due_at)
 
     def set(self, member: bytes, due_at: int | None) -> None:
         """Schedule `member` at `due_at` (None: nothing due), replacing any earlier entry."""
+        if self._touched is not None:
+            self._touched.add(member)
+        self._put(member, due_at)
+
+    def _put(self, member: bytes, due_at: int | None) -> None:
         if due_at is None:
             self._due_at.pop(member, None)
         elif self._due_at.get(member) != due_at:
@@ -36,3 +44,20 @@ class DueSchedule:
     def clear(self) -> None:
         self._heap.clear()
         self._due_at.clear()
+
+    def begin_rebuild(self) -> None:
+        """Empty the schedule for a rebuild: from now on `load` does not undo a `set`."""
+        self.clear()
+        self._touched = set()
+
+    def load(self, member: bytes, due_at: int | None) -> None:
+        """Schedule a stored instant, unless the member was `set` since the rebuild began."""
+        if self._touched is None or member not in self._touched:
+            self._put(member, due_at)
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._touched is not None
+
+    def end_rebuild(self) -> None:
+        self._touched = None
