@@ -84,7 +84,7 @@ def register(app: faust.App, parts: Parts) -> DueWork:
     work = DueWork(parts)
 
     @app.on_partitions_revoked.connect
-    async def _before_rebalance(sender, **kwargs) -> None:
+    async def _before_rebalance(sender, revoked, **kwargs) -> None:
         work.rebalanced()
 
     @app.on_rebalance_complete.connect

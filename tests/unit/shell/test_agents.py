@@ -923,6 +923,21 @@ async def test_a_partition_indexed_under_another_program_is_indexed_again(pipeli
     assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
 
 
+async def test_a_rebalance_starts_the_schedule_over_and_asks_for_a_rebuild():
+    parts = build_test_parts()
+    work = schedule.register(parts.app, parts)
+    assert await work.rebuild(PAID_AT_MS)  # nothing owned yet
+    parts.schedule.set(b"m1", 5)
+    work.needs_rebuild = False
+
+    await parts.app.on_partitions_revoked.send({TP("x", 0)})  # as Faust sends it at a rebalance's start
+
+    assert (len(parts.schedule), parts.schedule.rebuilding) == (0, True)
+    work.needs_rebuild = False
+    await parts.app.on_rebalance_complete.send()
+    assert work.needs_rebuild
+
+
 async def test_a_rebuild_yields_to_the_event_loop_and_stops_at_a_rebalance(pipeline, monkeypatch):
     mark_indexed(pipeline)
     for i in range(3000):
