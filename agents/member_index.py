@@ -46,8 +46,9 @@ class Pacer:
         self.app, self.step = app, STEP_SECONDS if step is None else step
         self.generation = app.consumer_generation_id
         self.started = self.began = time.perf_counter()
-        self.longest = 0.0
-        self.steps = 0
+        self.cpu_started = time.thread_time()
+        self.longest = self.longest_cpu = 0.0  # wall and CPU time of the longest step: a busy host shows
+        self.steps = 0                         # the difference (the step was preempted, not slow)
 
     def due(self) -> bool:
         return time.perf_counter() - self.started >= self.step
@@ -55,8 +56,11 @@ class Pacer:
     async def pause(self) -> bool:
         """Yield to the loop; False if a rebalance began meanwhile (the scan stops)."""
         self._end_step()
+        # Twice: after one, this task is ready again ahead of the timers and I/O callbacks that fell due
+        # during the step (the loop appends those after it), and would run a second step before them.
         await asyncio.sleep(0)
-        self.started = time.perf_counter()
+        await asyncio.sleep(0)
+        self.started, self.cpu_started = time.perf_counter(), time.thread_time()
         return not self.interrupted()
 
     def interrupted(self) -> bool:
@@ -69,6 +73,7 @@ class Pacer:
 
     def _end_step(self) -> None:
         self.longest = max(self.longest, time.perf_counter() - self.started)
+        self.longest_cpu = max(self.longest_cpu, time.thread_time() - self.cpu_started)
         self.steps += 1
 
 
@@ -81,7 +86,8 @@ class MemberIndex:
         self.changelogs, self.partitions, self.failstop = changelogs, partitions, failstop
         self.stamp = member_index.stamp(program)
         self._lock = asyncio.Lock()
-        self.last_pacer: Pacer | None = None  # of the last scan: its longest step (benchmarks, tests)
+        self.last_pacer: Pacer | None = None  # of the last scan: its longest step (logs, benchmarks, tests)
+        self.last_indexing: Pacer | None = None  # of the last indexing from the member states
 
     def owned_partitions(self) -> set[int]:
         topic = self.table.changelog_topic_name
@@ -121,29 +127,36 @@ class MemberIndex:
                 return True
             log.info("member index: indexing partitions %s from the member states (no index yet, or a new "
                      "program)", sorted(todo))
-            pacer = self.last_pacer = Pacer(self.app)
+            pacer = self.last_indexing = Pacer(self.app)
             try:
-                indexed = await self._index_members(todo, now, pacer)
+                delivered: list[asyncio.Future] = []
+                indexed = await self._index_members(todo, now, pacer, delivered)
+                for done in delivered:  # every entry acknowledged, even those of a scan cut short...
+                    await done
                 if indexed is None:
                     return False
-                for partition in sorted(todo):
+                for partition in sorted(todo):  # ...before a marker says the partition is indexed
                     self.table.write_at(partition, member_index.marker_key(partition), self.stamp)
                 await self.changelogs.flush()
             except DeliveryFailed as exc:  # a changelog refused for good: as the agent's batches, fail-stop
                 self.failstop.fail("authorization" if exc.authorization else "changelog", exc)
                 raise
             seconds = pacer.finish()
-            log.info("member index: %d members of partitions %s indexed in %.1f s (%d steps, longest %.0f ms)",
-                     indexed, sorted(todo), seconds, pacer.steps, pacer.longest * 1000)
+            log.info("member index: %d members of partitions %s indexed in %.1f s (%d steps, longest %.0f ms, "
+                     "cpu %.0f ms)", indexed, sorted(todo), seconds, pacer.steps, pacer.longest * 1000,
+                     pacer.longest_cpu * 1000)
             return True
 
-    async def _index_members(self, todo: set[int], now: int, pacer: Pacer) -> int | None:
+    async def _index_members(self, todo: set[int], now: int, pacer: Pacer,
+                             delivered: list[asyncio.Future]) -> int | None:
+        """Write the entries of the members of `todo`; their deliveries go to `delivered`. None if cut short."""
         count = 0
         for key, _ in raw_items(self.members):
             if pacer.due():  # each member costs tens of microseconds: the clock is read every time
+                delivered.append(await self.changelogs.send())  # hand the step's records over
                 if not await pacer.pause():
+                    delivered.append(await self.changelogs.send())
                     return None
-                await self.changelogs.send()  # hand the last step's records over; all flushed at the end
             partition = partition_for(key, self.partitions)
             if partition not in todo:
                 continue
@@ -152,6 +165,7 @@ class MemberIndex:
                 continue  # erased meanwhile: the agent deleted its entry
             self.table.write_at(partition, key, self._entry(key, raw, now))
             count += 1
+        delivered.append(await self.changelogs.send())
         return count
 
     def _entry(self, key: bytes, raw: bytes, now: int) -> bytes | None:

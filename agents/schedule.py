@@ -53,8 +53,8 @@ class DueWork:
             return False
         self.schedule.end_rebuild()
         pacer = self.index.last_pacer
-        log.info("due schedule rebuilt: %d members scheduled in %.2f s (longest step %.1f ms)",
-                 len(self.schedule), time.monotonic() - started, pacer.longest * 1000)
+        log.info("due schedule rebuilt: %d members scheduled in %.2f s (longest step %.1f ms, cpu %.1f ms)",
+                 len(self.schedule), time.monotonic() - started, pacer.longest * 1000, pacer.longest_cpu * 1000)
         return True
 
     async def _rebuild(self, now: int) -> None:

@@ -12,8 +12,9 @@ broker: nothing is sent). Then, in one process, measures:
   each member indexed from its state, written to the index store; the changelog records are dropped);
 - `recount`: Observer.recount_members from the index.
 
-For each: the wall time, the longest step between two yields (`Pacer.longest`), and the event loop's
-longest stall seen by a probe task that sleeps 1 ms in a loop (how late it woke up).
+For each: the wall time, the longest step between two yields (`Pacer.longest`), the event loop's
+longest stall seen by a probe task that sleeps 1 ms in a loop (how late it woke up), and the garbage
+collector's longest pause (gc.callbacks), which falls inside whichever step happens to allocate.
 
     python -m bench.due_index --members 100000 [--members 1000000] [--skip-old] [--skip-fallback]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import tempfile
 import time
@@ -57,6 +59,29 @@ def templates(program) -> list[dict]:
             state = apply_event(state, event, program).state
         states.append(state)
     return states
+
+
+class GcTimer:
+    """The garbage collector's pauses (gc.callbacks): they fall inside whichever step allocates."""
+
+    def __init__(self) -> None:
+        self.longest, self.full, self._started = 0.0, 0, 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+            self.full += info["generation"] == 2
+
+    @contextmanager
+    def running(self):
+        self.longest, self.full = 0.0, 0
+        gc.callbacks.append(self)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self)
 
 
 class LoopProbe:
@@ -122,14 +147,17 @@ def old_rebuild(parts) -> int:
 
 
 async def measure(name: str, run) -> None:
-    probe = LoopProbe()
-    with probe.running():
+    probe, collector = LoopProbe(), GcTimer()
+    with probe.running(), collector.running():
         await asyncio.sleep(0.01)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = await run()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         await asyncio.sleep(0.01)
-    print(f"{name:<34} {seconds:8.2f} s   loop held at most {probe.worst * 1000:8.1f} ms   {result}", flush=True)
+    load = os.getloadavg()[0]
+    print(f"{name:<34} {seconds:6.2f} s (cpu {cpu:6.2f} s, load {load:.1f})  loop held at most "
+          f"{probe.worst * 1000:6.1f} ms  {result}; "
+          f"gc: {collector.full} full collections, longest pause {collector.longest * 1000:.1f} ms", flush=True)
 
 
 async def main(n: int, skip_old: bool, skip_fallback: bool) -> None:
@@ -143,14 +171,18 @@ async def main(n: int, skip_old: bool, skip_fallback: bool) -> None:
         work, observer = schedule.DueWork(parts), observe.Observer(parts)
         index = parts.member_index
 
+        def steps(pacer) -> str:
+            return f"{pacer.steps} steps, longest {pacer.longest * 1000:.1f} ms (cpu {pacer.longest_cpu * 1000:.1f} ms)"
+
         async def by_index():
+            index.last_indexing = None
             assert await work.rebuild(NOW_MS)
-            return f"{len(parts.schedule)} scheduled, {index.last_pacer.steps} steps, " \
-                   f"longest step {index.last_pacer.longest * 1000:.1f} ms"
+            indexing = "" if index.last_indexing is None else f"indexing {steps(index.last_indexing)}, then "
+            return f"{len(parts.schedule)} scheduled; {indexing}index scan {steps(index.last_pacer)}"
 
         async def recount():
             assert await observer.recount_members()
-            return f"{index.last_pacer.steps} steps, longest step {index.last_pacer.longest * 1000:.1f} ms"
+            return f"index scan {steps(index.last_pacer)}"
 
         async def old():
             return f"{old_rebuild(parts)} scheduled, one step"

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.core.program import ProgramError, default_program_text, parse_duration_ms, program_from_dict
+from stream_app.compose import build_parts
+from stream_app.core.program import (
+    ProgramError,
+    default_program_text,
+    load_program,
+    parse_duration_ms,
+    program_from_dict,
+)
 from stream_app.core.program_keys import KEYS, TEMPLATES
 from stream_app.settings import DEFAULTS, load_settings
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
@@ -425,3 +432,12 @@ def test_every_metric_is_documented_with_its_type_and_every_documented_metric_ex
     text = (ROOT / "docs" / "metrics.md").read_text()
     documented = dict(re.findall(r"^\| `(loyalty_[a-z_]+)` \| (counter|gauge|histogram)", text, re.M))
     assert documented == _metric_families()
+
+
+def test_every_table_changelog_is_documented_with_the_internal_topics() -> None:
+    parts = build_parts(load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": "loyalty"}), load_program(""))
+    changelogs = {table.changelog_topic.get_topic_name() for table in parts.app.tables.values()}
+    assert changelogs == {"loyalty-members-changelog", "loyalty-devices-changelog", "loyalty-member-index-changelog"}
+    internal = doc("contracts.md").split("## Keys and values")[0]
+    for name in changelogs:
+        assert f"`{name}`" in internal and f"`<LOYALTY_APP_ID>{name.removeprefix('loyalty')}`" in internal
