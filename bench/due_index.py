@@ -7,7 +7,8 @@ broker: nothing is sent). Then, in one process, measures:
 
 - `members scan (previous release)`: the rebuild as it was, decoding every member state and computing
   its next due instant in one synchronous pass;
-- `index`: DueWork.rebuild from the member index (agents/member_index.py);
+- `index`: DueWork.rebuild from the member index (agents/member_index.py); `again`: the same with the
+  schedule full beforehand, as after a rebalance (the old schedule is freed in steps first);
 - `upgrade fallback`: the same rebuild when the index is empty (the first start after the upgrade:
   each member indexed from its state, written to the index store; the changelog records are dropped);
 - `recount`: Observer.recount_members from the index.
@@ -190,6 +191,7 @@ async def main(n: int, skip_old: bool, skip_fallback: bool) -> None:
         if not skip_old:
             await measure("members scan (previous release)", old)
         await measure("index", by_index)
+        await measure("index again (old schedule freed)", by_index)  # as after a rebalance: N entries to drop
         await measure("recount from the index", recount)
         if not skip_fallback:
             for p in range(parts.settings.partitions):  # the index as the previous release left it: none

@@ -45,10 +45,13 @@ class DueSchedule:
         self._heap.clear()
         self._due_at.clear()
 
-    def begin_rebuild(self) -> None:
-        """Empty the schedule for a rebuild: from now on `load` does not undo a `set`."""
-        self.clear()
+    def begin_rebuild(self) -> tuple[list, dict]:
+        """Empty the schedule for a rebuild: from now on `load` does not undo a `set`. Returns the old
+        entries, for the caller to free in steps (freeing a million at once takes ~60 ms)."""
+        old = self._heap, self._due_at
+        self._heap, self._due_at = [], {}
         self._touched = set()
+        return old
 
     def load(self, member: bytes, due_at: int | None) -> None:
         """Schedule a stored instant, unless the member was `set` since the rebuild began."""
