@@ -35,7 +35,7 @@ class DueWork:
         self.clock, self.interval = clock, parts.settings.due_tick_seconds
         self.needs_rebuild = True
         self._rebuilding: asyncio.Task | None = None
-        self._discarded: list[tuple[list, dict]] = []  # old schedules, freed in steps by the rebuild
+        self._discarded: list[tuple[list, list[dict]]] = []  # old schedules, freed in steps by the rebuild
         self.schedule.begin_rebuild()  # what the agent schedules before the first rebuild stays
 
     def rebalanced(self) -> None:
@@ -46,11 +46,12 @@ class DueWork:
     async def _free_discarded(self) -> None:
         """Drop the old schedules FREE_STEP entries at a time, yielding in between."""
         while self._discarded:
-            heap, due_at = self._discarded[-1]
-            while heap or due_at:
+            heap, shards = self._discarded[-1]
+            while heap:
                 del heap[-FREE_STEP:]
-                for _ in range(min(FREE_STEP, len(due_at))):
-                    due_at.popitem()
+                await asyncio.sleep(0)
+            while shards:  # a shard holds ~1/64 of the members: freed whole
+                del shards[-max(1, FREE_STEP * len(shards) // (sum(map(len, shards)) + 1)):]
                 await asyncio.sleep(0)
             self._discarded.pop()
 
