@@ -46,14 +46,13 @@ class DueWork:
     async def _free_discarded(self) -> None:
         """Drop the old schedules FREE_STEP entries at a time, yielding in between."""
         while self._discarded:
-            heap, shards = self._discarded[-1]
+            heap, shards = self._discarded.pop()  # a rebalance meanwhile may add another
             while heap:
                 del heap[-FREE_STEP:]
                 await asyncio.sleep(0)
             while shards:  # a shard holds ~1/64 of the members: freed whole
                 del shards[-max(1, FREE_STEP * len(shards) // (sum(map(len, shards)) + 1)):]
                 await asyncio.sleep(0)
-            self._discarded.pop()
 
     async def rebuild(self, now: int) -> bool:
         """Schedule every member of the partitions this worker now owns, from the index (indexing the
