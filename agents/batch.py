@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import EventT
 
 from stream_app.failstop import FailStop, StoreFailure
-from stream_app.faust_compat import hold, set_current_event
+from stream_app.faust_compat import hold, raw_get, set_current_event
 from topics.outgoing import DeliveryFailed, OutgoingBatches
 
 if TYPE_CHECKING:
@@ -74,10 +74,10 @@ class BatchStates:
         """The new state (None: deleted), to be written once the batch's outputs are acknowledged."""
         self.changed[key] = (state, event)
 
-    def index_entry(self, key: bytes) -> bytes | None:
+    def index_entry(self, key: bytes, partition: int) -> bytes | None:
         """The key's newest stored index entry (encoded), through this batch and those in flight."""
         indexed = self.indexed.get(key)
-        return indexed[0] if indexed is not None else self._pipeline.latest_index(key)
+        return indexed[0] if indexed is not None else self._pipeline.latest_index(key, partition)
 
     def put_index(self, key: bytes, entry: bytes | None, event: EventT) -> None:
         """A new index entry (None: deleted), written with the batch's states."""
@@ -158,13 +158,14 @@ class BatchPipeline:
             self._failstop.fail("store", exc)
             raise StoreFailure(f"reading {key!r}: {exc}") from exc
 
-    def latest_index(self, key: bytes) -> bytes | None:
-        """The key's newest index entry: from the newest batch in flight that changed it, else the index table."""
+    def latest_index(self, key: bytes, partition: int) -> bytes | None:
+        """The key's newest index entry: from the newest batch in flight that changed it, else the index
+        table's store, read raw (Faust's Store.get costs ~8 us of decoding, a raw read ~2)."""
         for batch in reversed(self._in_flight):
             if key in batch.indexed:
                 return batch.indexed[key][0]
         try:
-            return self._index.data.get(key)
+            return raw_get(self._index, partition, key)
         except Exception as exc:  # the store itself: stop before anything is acked past it
             self._failstop.fail("store", exc)
             raise StoreFailure(f"reading the index entry of {key!r}: {exc}") from exc

@@ -129,7 +129,7 @@ class MemberProcessor:
         again with a state `keep` writes again (`again`: the changelog may lack both)."""
         entry = member_index.entry_of(state, due)
         encoded = None if entry is None else member_index.encode(entry)
-        if again or encoded != states.index_entry(key):
+        if again or encoded != states.index_entry(key, event.message.partition):
             states.put_index(key, encoded, event)
 
 
