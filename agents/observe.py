@@ -7,19 +7,18 @@
   round trip except one log-start lookup for a partition the group has never committed).
 - members by tier and by lifecycle segment: `member_changed`, called by the processing agent for
   every state it changes, moves the gauges at once (only when the tier or segment changed, or a
-  member came or went); `count_members`, a task, recounts them from the local members table after
-  each rebalance (the owned partitions changed) and every LOYALTY_TIER_SCAN_INTERVAL (default
-  PT1H) to correct any drift (a change applied while a recount runs may be counted twice or not
-  at all until the next one).
+  member came or went); `count_members`, a task, recounts them from the member index
+  (tables/member_index.py: tier and segment per member, no member state decoded) after each
+  rebalance (the owned partitions changed) and every LOYALTY_TIER_SCAN_INTERVAL (default PT1H) to
+  correct any drift (a change applied while a recount runs may be counted twice or not at all
+  until the next one).
 
 A periodic full recount every 30 s used to take 3-13 % of a worker's CPU at 100,000 members and put
-a 100-200 ms step into the p99 latency (docs/benchmarks.md). The recount reads and decodes every
-member this worker owns (RocksDB iterates the active partitions only): one JSON decode per member,
-from about 4 us for a new member (~1 KB of state) to 35-50 us for one with a long history (~10-13
-KB). It yields to the event loop every 100 members so processing goes on meanwhile, and the next
-recount waits at least 20 times as long as the last one took, so it never takes more than about 5%
-of the worker's time (a million long-history members: ~40 s per recount, one every ~15 min).
-loyalty_members_scan_duration_seconds shows the real figure.
+a 100-200 ms step into the p99 latency (docs/benchmarks.md), when it decoded every member state
+(4-50 us each). It now reads index entries (about a microsecond each) in steps of at most 10 ms
+between yields to the event loop (agents/member_index.py), and the next recount still waits at
+least 20 times as long as the last one took, so it never takes more than about 5% of the worker's
+time. loyalty_members_scan_duration_seconds shows the real figure.
 
 Faust internals read here: the committed offsets (stream_app/faust_compat.py) and
 `Consumer.highwater(tp)` (aiokafka's cached highwater, also used by Faust itself).
@@ -42,7 +41,6 @@ from stream_app.parts import Parts
 log = logging.getLogger(__name__)
 
 OBSERVE_INTERVAL = 1.0
-SCAN_YIELD_EVERY = 100  # members decoded between two yields to the event loop (a few ms)
 SCAN_BUDGET = 20  # wait at least 20 times the last recount's duration: recounting takes <= 5% of the time
 SEGMENTS = ("new", "active", "loyal", "at_risk", "churned")  # stream_app/core/segments.py; always exported
 UNASSIGNED = "unassigned"  # a member stored before it was first given a segment
@@ -118,7 +116,7 @@ class Observer:
     """Consumer lag and committed offsets per owned input partition, and members by tier and segment."""
 
     def __init__(self, parts: Parts) -> None:
-        self.app, self.members, self.program = parts.app, parts.members, parts.program
+        self.app, self.index, self.program = parts.app, parts.member_index, parts.program
         self.kind_of = parts.names.kind_of
         self.tier_scan_interval = parts.settings.tier_scan_seconds
         self.scan = _ScanState()
@@ -184,19 +182,13 @@ class Observer:
         started = time.monotonic()
         tiers: Counter[str] = Counter()
         segments: Counter[str] = Counter()
-        for i, raw in enumerate(self.members.values()):
-            try:
-                state = self.members.decode(raw)
-            except ValueError:  # not JSON: counted by neither (the due schedule reports it, loyalty_due_errors)
-                state = None
-            if isinstance(state, dict):
-                tier, segment = _tier_and_segment(state)
-                tiers[tier] += 1
-                segments[segment] += 1
-            if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
-                await asyncio.sleep(0)
-                if self.app.rebalancing:
-                    return False
+
+        def count(key: bytes, entry) -> None:
+            tiers[entry[1]] += 1
+            segments[entry[2] or UNASSIGNED] += 1
+
+        if not await self.index.ensure(int(time.time() * 1000)) or not await self.index.scan(count):
+            return False
         _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in self.program.tiers})
         _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
         metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)

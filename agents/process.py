@@ -22,6 +22,7 @@ from stream_app.core.outcomes import DUPLICATE, STALE
 from stream_app.core.privacy import scrub
 from stream_app.core.versioned import advance_at, apply_event_at, apply_message_at
 from stream_app.parts import Parts
+from tables import member_index
 from topics.event_time import event_time_ms as message_time_ms
 from topics.outgoing import partition_for
 from topics.validation import Rejection, decode_event
@@ -102,6 +103,8 @@ class MemberProcessor:
             member_changed(before, result.state)
             self.projection.member_changed(member_key, result.state)
         self.schedule.set(member_key, result.next_due)
+        self._index(states, member_key, result.state, result.next_due, event,
+                    again=result.outcome in (DUPLICATE, STALE))
         metrics.count_event(kind, result.outcome)
         if result.late:
             metrics.labelled(metrics.EVENTS_LATE, kind).inc()
@@ -112,6 +115,7 @@ class MemberProcessor:
         state = states.get(key)
         if state is None:
             self.schedule.set(key, None)
+            self._index(states, key, None, None, event)
             return
         result = advance_at(state, self.versions, orjson.loads(event.message.value)["at"])
         if result.state is not state:
@@ -120,6 +124,18 @@ class MemberProcessor:
             member_changed(state, result.state)
             self.projection.member_changed(key, result.state)
         self.schedule.set(key, result.next_due)
+        self._index(states, key, result.state, result.next_due, event)
+
+    @staticmethod
+    def _index(states: BatchStates, key: bytes, state: dict | None, due: int | None, event,
+               again: bool = False) -> None:
+        """Keep the member's index entry (tables/member_index.py) with its state: written in the same
+        batch when its next due instant, tier or segment changed, deleted with the member, and written
+        again with a state `keep` writes again (`again`: the changelog may lack both)."""
+        entry = member_index.entry_of(state, due)
+        encoded = None if entry is None else member_index.encode(entry)
+        if again or encoded != states.index_entry(key, event.message.partition):
+            states.put_index(key, encoded, event)
 
     def _referral(self, states: BatchStates, event) -> None:
         """A referral message from another member's partition (stream_app/core/referrals.py); malformed
@@ -136,13 +152,15 @@ class MemberProcessor:
             self.projection.member_changed(key, result.state)
         if result.state is not None:
             self.schedule.set(key, result.next_due)
+            self._index(states, key, result.state, result.next_due, event)
         metrics.count_event("referrals", result.outcome)
 
 
 def register(app: faust.App, parts: Parts) -> MemberProcessor:
     """Add the processing agent to `app`; returns what it applies each event with."""
     processor = MemberProcessor(parts)
-    pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop)
+    pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop,
+                             index=parts.member_index.table)
     intake = processor.intake = OrderedIntake(app, list(processor.kind_of_topic), parts.settings.order_grace_seconds,
                                               processor.event_time)
 

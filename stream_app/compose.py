@@ -16,6 +16,7 @@ from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents.emit import Emitter
+from agents.member_index import MemberIndex
 from stream_app import faust_compat, program_guard, web
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
@@ -26,6 +27,7 @@ from stream_app.kafka_security import exit_unless_login, faust_credentials
 from stream_app.parts import Parts
 from stream_app.settings import Settings
 from tables.devices import devices_table
+from tables.member_index import member_index_table
 from tables.members import members_table
 from tables.redis_projection import RedisProjection, key_prefix
 from topics.catalog import TopicNames
@@ -86,16 +88,19 @@ def build_parts(settings: Settings, program: Program, versions: ProgramVersions 
     names = TopicNames(settings.topic_prefix)
     outgoing = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
     changelogs = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
+    failstop = FailStop()
+    members = members_table(app, changelogs=changelogs, partitions=settings.partitions)
+    index = member_index_table(app, changelogs=changelogs, partitions=settings.partitions)
     return Parts(
         settings=settings, program=program, app=app, names=names,
         topics=KafkaTopics(app, names, settings.partitions),
-        outgoing=outgoing, changelogs=changelogs,
-        members=members_table(app, changelogs=changelogs, partitions=settings.partitions),
+        outgoing=outgoing, changelogs=changelogs, members=members,
         devices=devices_table(app, changelogs=changelogs, partitions=settings.partitions),
+        member_index=MemberIndex(app, index, members, program, changelogs, settings.partitions, failstop),
         schedule=DueSchedule(),
         projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
         emitter=Emitter(outgoing, names),
-        failstop=FailStop(), broker=BrokerContact(),
+        failstop=failstop, broker=BrokerContact(),
         versions=versions or ProgramVersions.single(program),
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faust
 
 from agents.emit import Emitter
+from agents.member_index import MemberIndex
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
@@ -35,6 +36,8 @@ class Parts:
     changelogs: OutgoingBatches
     members: BatchedChangelogTable
     devices: BatchedChangelogTable
+    #: next due instant, tier and segment per member, written with the members table (tables/member_index.py)
+    member_index: MemberIndex
     schedule: DueSchedule
     projection: RedisProjection
     emitter: Emitter

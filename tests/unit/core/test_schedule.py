@@ -100,3 +100,19 @@ def test_behaves_like_a_dict_of_due_times(ops):
         for _, m in expected:
             del model[m]
         assert len(s) == len(model)
+
+
+def test_a_rebuild_loads_stored_instants_but_keeps_what_was_set_since_it_began():
+    s = DueSchedule()
+    s.set(b"gone", 1)  # a member of a partition given away: dropped when the rebuild begins
+    s.begin_rebuild()
+    s.set(b"a", 50)  # the agent, after an event, while the rebuild runs
+    s.set(b"b", None)  # the agent: nothing due any more
+    s.load(b"a", 10)  # the index, read before the agent's write reached it
+    s.load(b"b", 20)
+    s.load(b"c", 30)
+    assert s.rebuilding
+    s.end_rebuild()
+    s.load(b"a", 40)  # after the rebuild, a load replaces like a set
+    assert not s.rebuilding
+    assert s.pop_due(100) == [(b"c", 30), (b"a", 40)]

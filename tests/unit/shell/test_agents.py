@@ -30,12 +30,13 @@ from datetime import datetime
 import orjson
 import pytest
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, TopicAuthorizationFailedError
-from faust.types import Message
+from faust.types import TP, Message
 from prometheus_client import REGISTRY
 
 import agents.process
 import topics.outgoing as outgoing_module
 from agents import devices as device_agent
+from agents import member_index as member_index_agent
 from agents import observe, schedule
 from stream_app.compose import build_parts
 from stream_app.core.due import next_due
@@ -44,6 +45,7 @@ from stream_app.core.member import Member
 from stream_app.core.program import Program, default_program_text, load_program, parse_program
 from stream_app.failstop import FailStop
 from stream_app.settings import load_settings
+from tables import member_index
 from topics.outgoing import partition_for
 from topics.validation import validate_output
 
@@ -113,6 +115,7 @@ class RecordingSink:
 
     def __init__(self, parts, log: list[Sent], changelog: list[tuple[bytes, bytes | None]]) -> None:
         self.parts, self.log, self.changelog, self._next_offset = parts, log, changelog, 0
+        self.index_changelog: list[tuple[int, bytes, bytes | None]] = []  # (partition, key, value)
 
     async def partition_count(self, topic: str) -> int:
         return self.parts.settings.partitions
@@ -124,6 +127,8 @@ class RecordingSink:
         """Record the records; the delivery future is already done (acknowledged)."""
         if topic == self.parts.members.changelog_topic.get_topic_name():
             self.changelog.extend(records)
+        elif topic == self.parts.member_index.table.changelog_topic.get_topic_name():
+            self.index_changelog.extend((partition, key, value) for key, value in records)
         elif "-changelog" not in topic:
             self.log.extend(Sent(self.parts.names.kind_of(topic), key, value) for key, value in records)
         first, self._next_offset = self._next_offset, self._next_offset + len(records)
@@ -135,12 +140,14 @@ class RecordingSink:
 class Pipeline:
     """The process agent of one app in its test context, fed with Kafka-like messages."""
 
-    def __init__(self, parts, agent, sent: list[Sent], changelog: list[tuple], due_work, observer) -> None:
+    def __init__(self, parts, agent, sent: list[Sent], changelog: list[tuple], due_work, observer,
+                 index_changelog: list[tuple]) -> None:
         self.parts, self.agent, self.sent, self._changelog, self._offset = parts, agent, sent, changelog, 0
         self.app, self.members, self.schedule, self.program = parts.app, parts.members, parts.schedule, parts.program
         self.names, self.outgoing = parts.names, parts.outgoing
         self.due_work, self.observer = due_work, observer
         self.failstop = parts.failstop  # the app's own: a failure in one test stays in that test
+        self.index, self.index_changelog = parts.member_index.table, index_changelog
 
     async def put(self, kind: str, value: bytes | None, key: bytes | None = M1,
                   partition: int | None = None) -> Message:
@@ -212,12 +219,15 @@ async def run_pipeline(monkeypatch, program: Program | None = None, grace: str =
     sink = RecordingSink(parts, sent, changelog)
     parts.outgoing.sink = parts.changelogs.sink = sink
     monkeypatch.setattr(parts.app.consumer, "highwater", lambda tp: 0)  # every partition caught up
+    index_topic = parts.member_index.table.changelog_topic_name
+    owned = {TP(index_topic, p) for p in range(parts.settings.partitions)}
+    monkeypatch.setattr(parts.app.assignor, "assigned_actives", lambda: owned)  # this worker owns every partition
     agents.process.register(parts.app, parts)
     device_agent.register(parts.app, parts)
     due_work, observer = schedule.DueWork(parts), observe.Observer(parts)
     agent = parts.app.agents[agents.process.AGENT_NAME]
     async with agent.test_context() as running:
-        yield Pipeline(parts, running, sent, changelog, due_work, observer)
+        yield Pipeline(parts, running, sent, changelog, due_work, observer, sink.index_changelog)
         assert running._crash_reason is None
 
 
@@ -790,21 +800,163 @@ async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
     assert pipeline.changelog() == []
 
 
-async def test_rebuild_schedules_every_member_of_the_table_and_skips_unreadable_ones(pipeline):
+def entry(state: dict, due: int | None) -> tuple:
+    return due, state["tier"], state.get("segment")
+
+
+def index_of(pipeline, key: bytes = M1) -> tuple | None:
+    raw = pipeline.index.data.get(key)
+    return None if raw is None else tuple(orjson.loads(raw))
+
+
+def mark_indexed(pipeline) -> None:
+    """Every partition's marker, as a worker of this release leaves it after its first rebuild."""
+    for p in range(pipeline.parts.settings.partitions):
+        pipeline.index.data[member_index.marker_key(p)] = pipeline.parts.member_index.stamp
+
+
+async def test_the_index_follows_the_member_through_events_due_work_and_erasure(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+    state = pipeline.members.read(M1)
+    assert index_of(pipeline) == entry(state, RELEASE_AT_MS)
+    partition = partition_for(M1, pipeline.parts.settings.partitions)
+    assert pipeline.index_changelog == [(partition, M1, orjson.dumps(entry(state, RELEASE_AT_MS)))]
+    pipeline.index_changelog.clear()
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS - 1}))  # nothing changes: nothing written
+    assert pipeline.index_changelog == []
+
+    await pipeline.put("due", orjson.dumps({"at": RELEASE_AT_MS}))  # released: the next due instant moves
+    due_at = next_due(pipeline.state_of(), pipeline.program, RELEASE_AT_MS)
+    assert due_at is not None and due_at > RELEASE_AT_MS
+    assert index_of(pipeline) == entry(pipeline.members.read(M1), due_at)
+    assert [key for _, key, _ in pipeline.index_changelog] == [M1]
+    pipeline.index_changelog.clear()
+
+    erased = {"event_id": "x1", "member_id": "m1", "occurred_at": PAID_AT, "type": "member_erased"}
+    await pipeline.put("members", raw(erased))
+    assert index_of(pipeline) is None and M1 not in pipeline.members
+    assert pipeline.index_changelog == [(partition, M1, None)]
+
+
+async def test_a_duplicate_writes_the_index_entry_again_with_the_state(pipeline):
+    await pipeline.put("shares", raw(share("e1")))
+    pipeline.index_changelog.clear()
+    pipeline.changelog()
+
+    await pipeline.put("shares", raw(share("e1")))  # a replay: the changelogs may lack both records
+
+    assert [key for key, _ in pipeline.changelog()] == [M1]
+    assert [key for _, key, _ in pipeline.index_changelog] == [M1]
+
+
+async def test_rebuild_schedules_from_the_index_without_decoding_member_states(pipeline, monkeypatch):
     await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
-    pipeline.members.data[b"broken"] = b'{"member_id": "broken"}'  # straight into the store: not a valid member
-    pipeline.members.data[b"garbled"] = b"{not json"
-    errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
-    pipeline.schedule.clear()
-
-    pipeline.due_work.rebuild(PAID_AT_MS)
-
     m2_due = next_due(pipeline.state_of(b"m2"), pipeline.program, PAID_AT_MS)
+    mark_indexed(pipeline)
+    for key in (b"m1", b"m2"):
+        pipeline.members.data[key] = b"{not json"  # a rebuild that decoded a state would fail on it
+    monkeypatch.setattr(Member, "from_dict", None)  # nor builds a Member
+    errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
+    pipeline.due_work.rebalanced()  # the schedule starts over
+
+    assert await pipeline.due_work.rebuild(int(time.time() * 1000))
+
     assert len(pipeline.schedule) == 2
     assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
     assert pipeline.schedule.pop_due(m2_due) == [(b"m2", m2_due)]
+    assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before
+    assert pipeline.index_changelog[-1][1] == b"m2"  # nothing written by the rebuild
+
+
+async def test_the_first_rebuild_after_the_upgrade_indexes_the_member_states_once(pipeline):
+    await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
+    await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
+    for key in list(pipeline.index.data.keys()):  # states as the previous release left them: no index
+        del pipeline.index.data[key]
+    pipeline.members.data[b"broken"] = b'{"member_id": "broken"}'  # straight into the store: not a valid member
+    pipeline.members.data[b"garbled"] = b"{not json"
+    pipeline.index_changelog.clear()
+    errors_before = REGISTRY.get_sample_value("loyalty_due_errors_total")
+    now = PAID_AT_MS + 1
+    pipeline.due_work.rebalanced()
+
+    assert await pipeline.due_work.rebuild(now)
+
+    m1, m2 = pipeline.members.read(b"m1"), pipeline.members.read(b"m2")
+    m2_due = next_due(Member.from_dict(m2), pipeline.program, now)
+    assert index_of(pipeline, b"m1") == entry(m1, RELEASE_AT_MS)
+    assert index_of(pipeline, b"m2") == entry(m2, m2_due)
+    assert index_of(pipeline, b"broken") is None and index_of(pipeline, b"garbled") is None
     assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 2
+    n = pipeline.parts.settings.partitions
+    written = {key: partition for partition, key, value in pipeline.index_changelog if value is not None}
+    assert written == {b"m1": partition_for(b"m1", n), b"m2": partition_for(b"m2", n),
+                       **{member_index.marker_key(p): p for p in range(n)}}
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
+    assert pipeline.schedule.pop_due(m2_due) == [(b"m2", m2_due)]
+
+    pipeline.members.data[b"m1"] = b"{not json"  # indexed now: the next rebuild reads no state
+    pipeline.index_changelog.clear()
+    pipeline.due_work.rebalanced()
+    assert await pipeline.due_work.rebuild(now)
+    assert REGISTRY.get_sample_value("loyalty_due_errors_total") == errors_before + 2
+    assert pipeline.index_changelog == []
+    assert len(pipeline.schedule) == 2
+
+
+async def test_a_partition_indexed_under_another_program_is_indexed_again(pipeline):
+    await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
+    mark_indexed(pipeline)
+    partition = partition_for(b"m1", pipeline.parts.settings.partitions)
+    pipeline.index.data[member_index.marker_key(partition)] = b"1:another-program"
+    pipeline.index.data[b"m1"] = orjson.dumps([RELEASE_AT_MS + DAY, "bronze", None])  # as that program had it
+    pipeline.index_changelog.clear()
+    pipeline.due_work.rebalanced()
+
+    assert await pipeline.due_work.rebuild(PAID_AT_MS + 1)
+
+    assert index_of(pipeline, b"m1") == entry(pipeline.members.read(b"m1"), RELEASE_AT_MS)
+    assert [(p, key) for p, key, _ in pipeline.index_changelog] == [
+        (partition, b"m1"), (partition, member_index.marker_key(partition))]
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS) == [(b"m1", RELEASE_AT_MS)]
+
+
+async def test_a_rebalance_starts_the_schedule_over_and_asks_for_a_rebuild():
+    parts = build_test_parts()
+    work = schedule.register(parts.app, parts)
+    assert await work.rebuild(PAID_AT_MS)  # nothing owned yet
+    parts.schedule.set(b"m1", 5)
+    work.needs_rebuild = False
+
+    await parts.app.on_partitions_revoked.send({TP("x", 0)})  # as Faust sends it at a rebalance's start
+
+    assert (len(parts.schedule), parts.schedule.rebuilding) == (0, True)
+    work.needs_rebuild = False
+    await parts.app.on_rebalance_complete.send()
+    assert work.needs_rebuild
+
+
+async def test_a_rebuild_yields_to_the_event_loop_and_stops_at_a_rebalance(pipeline, monkeypatch):
+    mark_indexed(pipeline)
+    for i in range(3000):
+        pipeline.index.data[b"x%d" % i] = orjson.dumps([RELEASE_AT_MS + i, "bronze", "new"])
+    monkeypatch.setattr(member_index_agent, "STEP_SECONDS", 0.0)  # a step ends at every clock check
+
+    assert await pipeline.due_work.rebuild(PAID_AT_MS)
+    pacer = pipeline.parts.member_index.last_pacer
+    assert pacer.steps >= 3000 // member_index_agent.CHECK_EVERY
+    assert len(pipeline.schedule) == 3000
+
+    rebalancing = itertools.chain([False] * 5, itertools.repeat(True))
+    monkeypatch.setattr(type(pipeline.app), "rebalancing", property(lambda app: next(rebalancing)))
+    pipeline.schedule.set(b"x0", 1)  # the agent, during the rebuild's first steps
+    pipeline.due_work.rebalanced()
+    pipeline.schedule.set(b"x1", 2)
+    assert not await pipeline.due_work.rebuild(PAID_AT_MS)
+    assert pipeline.schedule.rebuilding  # the next rebuild still keeps what the agent set
+    assert pipeline.schedule.pop_due(2) == [(b"x1", 2)]
 
 
 async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkeypatch):
@@ -830,7 +982,7 @@ async def test_the_due_timer_sends_due_members_to_the_due_topic(pipeline, monkey
 async def test_the_members_recount_counts_by_tier_and_segment_and_skips_unreadable_values(pipeline):
     await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
     await pipeline.put("shares", raw(share("e1", member_id="m2")), key=b"m2")
-    pipeline.members.data[b"garbled"] = b"{not json"
+    pipeline.members.data[b"garbled"] = b"{not json"  # no entry: counted by neither
 
     assert await pipeline.observer.recount_members()
 
@@ -838,6 +990,19 @@ async def test_the_members_recount_counts_by_tier_and_segment_and_skips_unreadab
     segments = {s: REGISTRY.get_sample_value("loyalty_members_by_segment", {"segment": s}) or 0
                 for s in ("new", "active", "unassigned")}
     assert sum(segments.values()) == 2
+
+
+async def test_the_members_recount_reads_the_index_not_the_member_states(pipeline):
+    await pipeline.put("orders", raw(order("o1", member_id="m1")), key=b"m1")
+    mark_indexed(pipeline)
+    pipeline.index.data[b"m2"] = orjson.dumps([None, "gold", "loyal"])
+    pipeline.members.data[b"m1"] = b"{not json"
+
+    assert await pipeline.observer.recount_members()
+
+    assert REGISTRY.get_sample_value("loyalty_members_by_tier", {"tier": "bronze"}) == 1
+    assert REGISTRY.get_sample_value("loyalty_members_by_tier", {"tier": "gold"}) == 1
+    assert REGISTRY.get_sample_value("loyalty_members_by_segment", {"segment": "loyal"}) == 1
 
 
 async def test_the_tier_and_segment_gauges_follow_each_change_between_recounts(pipeline):

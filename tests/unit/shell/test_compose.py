@@ -34,7 +34,8 @@ def test_agent_table_and_topic_names_are_those_of_the_previous_release() -> None
     app = wire({"LOYALTY_APP_ID": "shop"}).app
     assert sorted(app.agents) == ["agents.devices.index_devices", "agents.process.process"]
     assert {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()} == {
-        "members": "shop-members-changelog", "devices": "shop-devices-changelog"}
+        "members": "shop-members-changelog", "devices": "shop-devices-changelog",
+        "member-index": "shop-member-index-changelog"}  # new in the release that added the index
     assert app.conf.id == "shop"  # the consumer group
     process = app.agents["agents.process.process"]
     assert sorted(process.channel.topics) == sorted(f"loyalty.{k}" for k in (

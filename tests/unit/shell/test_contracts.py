@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.core.program import ProgramError, default_program_text, parse_duration_ms, program_from_dict
+from stream_app.compose import build_parts
+from stream_app.core.program import (
+    ProgramError,
+    default_program_text,
+    load_program,
+    parse_duration_ms,
+    program_from_dict,
+)
 from stream_app.core.program_keys import KEYS, TEMPLATES
 from stream_app.settings import DEFAULTS, load_settings
 from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
@@ -458,3 +465,12 @@ def test_the_referral_messages_fields_are_documented():
     for message in (claim, reply(claim, "r", None)):
         assert set(message) <= documented, set(message) - documented
         assert f"`{message['type']}`" in doc("contracts.md")
+
+
+def test_every_table_changelog_is_documented_with_the_internal_topics() -> None:
+    parts = build_parts(load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": "loyalty"}), load_program(""))
+    changelogs = {table.changelog_topic.get_topic_name() for table in parts.app.tables.values()}
+    assert changelogs == {"loyalty-members-changelog", "loyalty-devices-changelog", "loyalty-member-index-changelog"}
+    internal = doc("contracts.md").split("## Keys and values")[0]
+    for name in changelogs:
+        assert f"`{name}`" in internal and f"`<LOYALTY_APP_ID>{name.removeprefix('loyalty')}`" in internal

@@ -305,3 +305,25 @@ async def test_request_rejoin_runs_in_the_consumer_thread():
     await request_rejoin(SimpleNamespace(consumer=SimpleNamespace(_thread=Thread())))
     assert ran_in == ["thread"] and requested == [True]
 
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_raw_store_access_reads_and_writes_what_the_table_holds_in_the_owned_partitions(store, tmp_path) -> None:
+    settings = load_settings({"LOYALTY_STORE": store, "LOYALTY_DATA_DIR": str(tmp_path),
+                              "LOYALTY_APP_ID": f"compat-raw-{store[:3]}", "LOYALTY_PARTITIONS": "4"})
+    table = build_parts(settings, load_program("")).member_index.table
+    owned = {TP(table.changelog_topic_name, 1), TP(table.changelog_topic_name, 2)}
+    table.app.assignor.assigned_actives = lambda: owned
+    for partition in range(4):
+        faust_compat.raw_put(table, partition, b"k%d" % partition, b"v%d" % partition)
+    faust_compat.raw_put(table, 2, b"gone", b"x")
+    faust_compat.raw_put(table, 2, b"gone", None)
+
+    assert faust_compat.raw_get(table, 1, b"k1") == b"v1"
+    assert faust_compat.raw_get(table, 2, b"gone") is None
+    assert table.data.get(b"k2") == b"v2"  # where Faust's own lookup finds it
+    items = dict(faust_compat.raw_items(table))
+    if store == "rocksdb://":  # one database per partition: the owned ones only
+        assert items == {b"k1": b"v1", b"k2": b"v2"}
+    else:  # one dict for every partition the store holds
+        assert items == {b"k0": b"v0", b"k1": b"v1", b"k2": b"v2", b"k3": b"v3"}
