@@ -23,8 +23,8 @@ class Emitter:
 
     def __init__(self, outgoing: OutgoingBatches, names: TopicNames) -> None:
         self.outgoing, self.names = outgoing, names
-        self.rewards, self.notifications, self.devices, self.dead_letters = (
-            names.name(kind) for kind in ("rewards", "notifications", "devices", "dead-letters"))
+        self.rewards, self.notifications, self.devices, self.dead_letters, self.reward_requests = (
+            names.name(kind) for kind in ("rewards", "notifications", "devices", "dead-letters", "reward-requests"))
         outgoing.on_too_large(self._output_too_large)
 
     def outputs(self, key: bytes, result: Result) -> None:
@@ -35,6 +35,8 @@ class Emitter:
             self.outgoing.add(self.notifications, key, orjson.dumps(notification))
         for link in result.device_links:
             self.outgoing.add(self.devices, link["device"].encode(), orjson.dumps(link))
+        for request in result.reward_requests:  # to the reward agent of that code (agents/rewards.py)
+            self.outgoing.add(self.reward_requests, request["reward_code"].encode(), orjson.dumps(request))
 
     def dead_letter(self, message, code: str, detail: str) -> None:
         record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,

@@ -36,6 +36,8 @@ import faust
 from faust.sensors import Sensor
 
 from stream_app import metrics
+from stream_app.core.ledger import Ledger
+from stream_app.core.reward_book import RewardBook
 from stream_app.faust_compat import committed_offsets
 from stream_app.parts import Parts
 
@@ -92,6 +94,22 @@ class LoyaltySensor(Sensor):
 
 def _tier_and_segment(state: dict | None) -> tuple[str, str] | None:
     return None if state is None else (str(state.get("tier")), str(state.get("segment") or UNASSIGNED))
+
+
+def _liability(state: dict) -> int:
+    """A member's outstanding points (available + pending), through the ledger's public view."""
+    try:
+        ledger = Ledger.from_dict(state["ledger"])
+    except (KeyError, TypeError, ValueError):  # not a member state this code can read: counted as 0
+        return 0
+    return ledger.available + ledger.pending
+
+
+def _reserved(state: dict) -> int:
+    try:
+        return RewardBook.from_dict(state.get("rewards")).points_reserved
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def member_changed(before: dict | None, after: dict | None) -> None:
@@ -184,6 +202,7 @@ class Observer:
         started = time.monotonic()
         tiers: Counter[str] = Counter()
         segments: Counter[str] = Counter()
+        liability = reserved = 0
         for i, raw in enumerate(self.members.values()):
             try:
                 state = self.members.decode(raw)
@@ -193,12 +212,15 @@ class Observer:
                 tier, segment = _tier_and_segment(state)
                 tiers[tier] += 1
                 segments[segment] += 1
+                liability, reserved = liability + _liability(state), reserved + _reserved(state)
             if i % SCAN_YIELD_EVERY == SCAN_YIELD_EVERY - 1:
                 await asyncio.sleep(0)
                 if self.app.rebalancing:
                     return False
         _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in self.program.tiers})
         _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
+        metrics.POINTS_LIABILITY.set(liability)
+        metrics.POINTS_RESERVED.set(reserved)
         metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)
         metrics.MEMBERS_SCAN_TIMESTAMP.set(time.time())
         return True

@@ -20,6 +20,7 @@ from stream_app import metrics
 from stream_app.core.engine import advance, apply_event, event_time_ms
 from stream_app.core.outcomes import DUPLICATE
 from stream_app.core.privacy import scrub
+from stream_app.core.reward_replies import apply_reply
 from stream_app.parts import Parts
 from topics.event_time import event_time_ms as message_time_ms
 from topics.outgoing import partition_for
@@ -36,7 +37,8 @@ class MemberProcessor:
         self.program, self.pii_key = parts.program, parts.settings.pii_key
         self.emit, self.outgoing = parts.emitter, parts.outgoing
         self.schedule, self.projection = parts.schedule, parts.projection
-        self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due"}
+        self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due",
+                              parts.names.name("reward-replies"): "reward-replies"}
         self.partitions = parts.settings.partitions  # every topic has this many (docs/configuration.md)
 
     def apply(self, states: BatchStates, event) -> int | None:
@@ -45,6 +47,9 @@ class MemberProcessor:
             raise LookupError(f"no handler for topic {event.message.topic}")
         if kind == "due":
             self._due(states, event)
+            return None
+        if kind == "reward-replies":
+            self._reply(states, event)
             return None
         return self._input(states, kind, event)
 
@@ -97,6 +102,20 @@ class MemberProcessor:
         if result.late:
             metrics.labelled(metrics.EVENTS_LATE, kind).inc()
         return event_time_ms(decoded)
+
+    def _reply(self, states: BatchStates, event) -> None:
+        """The reward agent's answer to a reservation: applied in the member's partition (docs/rewards.md)."""
+        key = event.message.key
+        state = states.get(key)
+        result = apply_reply(state, orjson.loads(event.message.value), self.program)
+        self.emit.outputs(key, result)
+        if result.state is not state:
+            states.put(key, result.state, event)
+            member_changed(state, result.state)
+            self.projection.member_changed(key, result.state)
+        if state is not None:
+            self.schedule.set(key, result.next_due)
+        metrics.count_event("reward-replies", result.outcome)
 
     def _due(self, states: BatchStates, event) -> None:
         key = event.message.key

@@ -15,6 +15,7 @@ import faust
 from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
+from agents import rewards as reward_agent
 from agents.emit import Emitter
 from stream_app import faust_compat, web
 from stream_app.broker_contact import BrokerContact
@@ -27,6 +28,7 @@ from stream_app.settings import Settings
 from tables.devices import devices_table
 from tables.members import members_table
 from tables.redis_projection import RedisProjection, key_prefix
+from tables.rewards import rewards_table
 from topics.catalog import TopicNames
 from topics.kafka_topics import KafkaTopics
 from topics.outgoing import MAX_RECORD_BYTES, OutgoingBatches, ProducerSink
@@ -91,6 +93,7 @@ def build_parts(settings: Settings, program: Program) -> Parts:
         outgoing=outgoing, changelogs=changelogs,
         members=members_table(app, changelogs=changelogs, partitions=settings.partitions),
         devices=devices_table(app, changelogs=changelogs, partitions=settings.partitions),
+        rewards=rewards_table(app, changelogs=changelogs, partitions=settings.partitions),
         schedule=DueSchedule(),
         projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
         emitter=Emitter(outgoing, names),
@@ -108,6 +111,7 @@ class Wired:
     indexer: device_agent.DeviceIndexer
     due_work: schedule.DueWork
     observer: observe.Observer
+    reward_agent: reward_agent.RewardAgent
 
 
 def build_app(settings: Settings, program: Program) -> Wired:
@@ -115,7 +119,8 @@ def build_app(settings: Settings, program: Program) -> Wired:
     parts = build_parts(settings, program)
     app = parts.app
     wired = Wired(app, parts, processor=process_agent.register(app, parts), indexer=device_agent.register(app, parts),
-                  due_work=schedule.register(app, parts), observer=observe.register(app, parts))
+                  due_work=schedule.register(app, parts), observer=observe.register(app, parts),
+                  reward_agent=reward_agent.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
     web.register(app, parts)

@@ -32,6 +32,8 @@ class Parts:
     changelogs: OutgoingBatches
     members: BatchedChangelogTable
     devices: BatchedChangelogTable
+    #: live stock, pause and coupon codes per reward code (agents/rewards.py)
+    rewards: BatchedChangelogTable
     schedule: DueSchedule
     projection: RedisProjection
     emitter: Emitter

@@ -23,6 +23,7 @@ from stream_app.core.member import Member
 from stream_app.core.notify_policy import settle
 from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED
 from stream_app.core.program import Program
+from stream_app.core.redemption import grant_due
 from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
 
@@ -42,6 +43,7 @@ class Result:
     notifications_dropped: int = 0
     device_links: list[dict] = field(default_factory=list)
     late: bool = False  # applied, but older than the member's clock (counted: loyalty_events_late_total)
+    reward_requests: list[dict] = field(default_factory=list)  # to the reward agents (core/redemption.py)
 
 
 def event_time_ms(event: dict) -> int:
@@ -72,6 +74,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
         _flag_abuse(member, event, program, occurred, out)
     outcome = HANDLERS[event["type"]](member, event, program, occurred, out)
     evaluate_tier(member, program, now, event["event_id"], out)
+    grant_due(member, program, now, event["event_id"], out)
     evaluate_segment(member, program, now, event["event_id"], out)
     member.event_ids.append(event["event_id"])
     del member.event_ids[:-program.max_event_ids]
@@ -79,7 +82,7 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     settle(member, program, now, out, first)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
                   next_due(member, program, now), out.notifications_dropped, out.device_links,
-                  late=occurred < now)
+                  late=occurred < now, reward_requests=out.reward_requests)
 
 
 def clock_of(member: Member, at: int) -> int:

@@ -143,3 +143,31 @@ class Ledger:
     def prune(self) -> None:
         """Drop lots with nothing left once they are available (totals keep their history)."""
         self.lots = [lot for lot in self.lots if lot.remaining or not lot.released]
+
+    # -- reservations (stream_app/core/redemption.py) -------------------------------------------
+    def take_parts(self, amount: int, now: int) -> list[list[int]]:
+        """Spend `amount` points as `redeem` does (soonest-expiring first) and say what was taken, as
+        [expires_at, points] parts: a later `give_back` restores each part with the expiry it had left."""
+        parts: list[list[int]] = []
+        for lot in self.live_available(now):
+            if amount == 0:
+                break
+            part = min(lot.remaining, amount)
+            lot.remaining -= part
+            amount -= part
+            parts.append([lot.expires_at, part])
+        self.redeemed += sum(points for _, points in parts)
+        return parts
+
+    def give_back(self, parts: list[list[int]], source_id: str, now: int) -> int:
+        """Return points taken by `take_parts`: one available lot per part, with its own expiry; they
+        count as redeemed no more. Returns the points given back."""
+        total = 0
+        for index, (expires_at, points) in enumerate(parts):
+            lot = Lot(f"{source_id}:{index}", "give_back", source_id, points, points, now, now, expires_at,
+                      released=True)
+            self.lots.append(lot)
+            self._repay_debt(lot)
+            total += points
+        self.redeemed -= total
+        return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stream_app.core.ledger import Ledger
+from stream_app.core.reward_book import RewardBook
 
 
 @dataclass(slots=True)
@@ -65,9 +66,10 @@ class Member:
     held: list[dict] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     evaluated_at: int | None = None
+    rewards: RewardBook = field(default_factory=RewardBook)
 
     def to_dict(self) -> dict:
-        return {
+        state = {
             "member_id": self.member_id, "created_at": self.created_at, "tier": self.tier,
             "ledger": self.ledger.to_dict(), "at_risk_since": self.at_risk_since,
             "orders": [o.to_dict() for o in self.orders.values()], "has_ordered": self.has_ordered,
@@ -80,6 +82,9 @@ class Member:
             "flags": self.flags, "held": self.held, "devices": self.devices,
             "evaluated_at": self.evaluated_at,
         }
+        if self.rewards:  # written only once used: states of members who never redeemed stay as they were
+            state["rewards"] = self.rewards.to_dict()
+        return state
 
     @classmethod
     def from_dict(cls, d: dict) -> Member:
@@ -98,6 +103,7 @@ class Member:
             velocity={k: [list(x) for x in v] for k, v in d.get("velocity", {}).items()},
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
             devices=list(d.get("devices", [])), evaluated_at=d.get("evaluated_at"),
+            rewards=RewardBook.from_dict(d.get("rewards")),
         )
 
     def count_today(self, day: str, kind: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 TEMPLATES = (
     "points_pending", "points_earned", "points_clawed_back", "points_redeemed", "redemption_rejected",
     "points_expired", "points_expiring", "tier_changed", "tier_at_risk", "birthday_gift", "member_flagged",
-    "win_back",
+    "win_back", "reward_issued", "coupon_issued", "redemption_cancelled",
 )
 
 #: Dotted keys, array-of-tables elements without their index (`tiers.levels.name`).
@@ -38,12 +38,17 @@ KEYS = (
     "notification_policy", "notification_policy.marketing_daily_cap", "notification_policy.quiet_start",
     "notification_policy.quiet_end", "notification_policy.quiet_hours", "notification_policy.hold_at_most",
     "dedupe", "dedupe.max_event_ids",
+    "rewards", "rewards.allow_free_form", "rewards.catalog", "rewards.catalog.code", "rewards.catalog.name",
+    "rewards.catalog.kind", "rewards.catalog.points", "rewards.catalog.tier", "rewards.catalog.available_from",
+    "rewards.catalog.available_until", "rewards.catalog.limit_per_member", "rewards.catalog.limit_period",
+    "rewards.catalog.stock", "rewards.catalog.coupon_valid_for", "rewards.catalog.codes",
+    "rewards.grants", "rewards.grants.reward", "rewards.grants.min_tier", "rewards.grants.period",
     "notifications", *(f"notifications.{template}" for template in TEMPLATES),
 )
 #: Tables whose keys are names the operator chooses (category names), not program keys.
 FREE_TABLES = ("orders.category_multipliers",)
 #: Keys that hold arrays of tables (`[[tiers.levels]]`).
-ARRAYS_OF_TABLES = ("tiers.levels", "campaigns")
+ARRAYS_OF_TABLES = ("tiers.levels", "campaigns", "rewards.catalog", "rewards.grants")
 
 _KNOWN = frozenset(KEYS)
 _INDEX = re.compile(r"\[\d+\]")
