@@ -59,7 +59,7 @@ def test_200_members_race_for_50_while_the_reward_worker_is_killed(deployment, t
                                                       "type": "redemption_requested", "redemption_id": f"rd-{m}",
                                                       "reward_code": "RACE", "quantity": 1, "points": PRICE})
                 for m in members]
-    producer = threading.Thread(target=produce, args=(requests,), kwargs={"rate": 100})
+    producer = threading.Thread(target=produce, args=(requests,), kwargs={"rate": 15})
     producer.start()
     consume(f"{prefix}rewards", lambda rs: len(unique(rs, "reward_issued")) >= 5, timeout=60)
     assert producer.is_alive(), "the kill must land while requests are still streaming in"

@@ -414,6 +414,18 @@ def test_documented_lower_bounds_are_the_loader_s() -> None:
     assert checked >= 35
 
 
+# -- the command line --------------------------------------------------------------------------------
+
+def test_every_cli_command_is_documented() -> None:
+    from stream_app.cli import build_parser
+
+    text = (ROOT / "README.md").read_text("utf-8") + "".join(doc(p.name) for p in DOCS.glob("*.md"))
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"rewards", "import-codes", "member"} <= set(commands)
+    for command in commands:
+        assert f"loyalty {command}" in text, command
+
+
 # -- http.md ---------------------------------------------------------------------------------------
 
 def routes() -> set[tuple[str, str]]:
