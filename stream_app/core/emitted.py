@@ -31,10 +31,10 @@ class Outputs:
         self.device_links.append({"op": op, "device": device, "member_id": member.member_id,
                                   "referrer_id": member.referrer_id})
 
-    def ask_reward_agent(self, op: str, member: Member, redemption_id: str, reward_code: str, quantity: int,
+    def ask_reward_agent(self, op: str, member_id: str, redemption_id: str, reward_code: str, quantity: int,
                          at: int) -> None:
         """A message for the reward agent of `reward_code` (internal reward-requests topic, keyed by code)."""
-        self.reward_requests.append({"op": op, "redemption_id": redemption_id, "member_id": member.member_id,
+        self.reward_requests.append({"op": op, "redemption_id": redemption_id, "member_id": member_id,
                                      "reward_code": reward_code, "quantity": quantity, "at": at})
 
     def reward(self, member: Member, kind: str, points: int, source_event_id: str, rule: str,

@@ -76,7 +76,7 @@ def reserve(member: Member, reward: Reward, rid: str, quantity: int, program: Pr
     if points:
         out.reward(member, "points_reserved", -points, cause_id, RULE, now,
                    {"redemption_id": rid, "reward_code": reward.code, "quantity": quantity, "points": points})
-    out.ask_reward_agent("allocate", member, rid, reward.code, quantity, now)
+    out.ask_reward_agent("allocate", member.member_id, rid, reward.code, quantity, now)
     member.rewards.prune(program.max_event_ids)
 
 
@@ -92,7 +92,7 @@ def redemption_cancelled(member: Member, event: dict, program: Program, now: int
     params = {"redemption_id": rid, "reward_code": held.reward_code, "quantity": held.quantity, "points": points}
     out.reward(member, "redemption_cancelled", points, event["event_id"], RULE, now, params)
     out.notify(member, "redemption_cancelled", event["event_id"], now, params)
-    out.ask_reward_agent("cancel", member, rid, held.reward_code, held.quantity, now)
+    out.ask_reward_agent("cancel", member.member_id, rid, held.reward_code, held.quantity, now)
     return APPLIED
 
 
@@ -103,7 +103,7 @@ def settle(member: Member, reply: dict, program: Program, now: int, out: Outputs
     if held is None or held.status != RESERVED:
         if reply["op"] == "allocated" and (held is None or held.status == RELEASED):
             # Nothing is held for it (a replay decided otherwise, or it was released): undo the allocation.
-            out.ask_reward_agent("release", member, rid, reply["reward_code"], reply["quantity"], now)
+            out.ask_reward_agent("release", member.member_id, rid, reply["reward_code"], reply["quantity"], now)
             return APPLIED
         return IGNORED
     cause = reply["event_id"]
@@ -131,7 +131,7 @@ def settle(member: Member, reply: dict, program: Program, now: int, out: Outputs
                     "valid_until": rfc3339(expires) if expires is not None else None})
     else:
         out.notify(member, "reward_issued", cause, now, issued)
-    out.ask_reward_agent("confirm", member, rid, held.reward_code, held.quantity, now)
+    out.ask_reward_agent("confirm", member.member_id, rid, held.reward_code, held.quantity, now)
     return APPLIED
 
 

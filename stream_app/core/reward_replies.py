@@ -6,15 +6,21 @@ from stream_app.core.emitted import Outputs
 from stream_app.core.engine import Result, clock_of
 from stream_app.core.member import Member
 from stream_app.core.notify_policy import settle as settle_notifications
-from stream_app.core.outcomes import IGNORED
+from stream_app.core.outcomes import APPLIED, IGNORED
 from stream_app.core.program import Program
 from stream_app.core.redemption import settle
 
 
 def apply_reply(state: dict | None, reply: dict, program: Program) -> Result:
-    """Confirm or release the member's reservation `reply` answers (an erased member: nothing to do)."""
+    """Confirm or release the member's reservation `reply` answers. An erased member holds nothing: what
+    was allocated for it goes back."""
     if state is None:
-        return Result(None, outcome=IGNORED)
+        out = Outputs(program)
+        if reply["op"] != "allocated":
+            return Result(None, outcome=IGNORED)
+        out.ask_reward_agent("release", reply["member_id"], reply["redemption_id"], reply["reward_code"],
+                             reply["quantity"], reply["at"])
+        return Result(None, outcome=APPLIED, reward_requests=out.reward_requests)
     member = Member.from_dict(state)
     now = clock_of(member, reply["at"])
     out = Outputs(program)

@@ -269,3 +269,15 @@ def test_the_catalogue_is_checked_with_line_numbers(extra, message):
     with pytest.raises(ProgramError, match=message) as caught:
         parse_program(text)
     assert caught.value.line is not None and caught.value.line > text.count("\n") - extra.count("\n")
+
+
+def test_an_allocation_for_a_member_erased_meanwhile_goes_back(program):
+    world = funded(program)
+    codes_in(world, "FLASH", ["C-1"])
+    world.request("m0", "r1", "FLASH", T0 + 1)
+    world.deliver_request()
+    world.event("m0", "member_erased", T0 + 2)
+    world.settle()
+    stock = RewardStock.from_dict(world.stocks["FLASH"])
+    assert stock.allocations == {} and stock.stock_left == 3 and stock.pool == ["C-1"]
+    assert world.members["m0"] is None and world.notes("coupon_issued") == []
