@@ -65,31 +65,57 @@ class CatalogForwarder:
 
 
 class RewardAgent:
-    """Applies one reward-requests message to its reward's state; answers go to the member's partition."""
+    """Applies one reward-requests message to its reward's state; answers go to the member's partition.
+
+    A reward's state is decoded once per batch, not per message (a flash sale sends a batch of up to
+    1,000 messages for one key): the decoded `RewardStock` is kept with the batch it belongs to and
+    written back with each change; the next batch starts from a copy, as the previous one may still be
+    waiting to be written (agents/batch.py).
+    """
 
     def __init__(self, parts: Parts) -> None:
         self.program, self.outgoing, self.emit = parts.program, parts.outgoing, parts.emitter
         self.replies = parts.names.name("reward-replies")
+        self._open: dict[bytes, tuple[BatchStates, RewardStock]] = {}
 
-    def apply(self, states: BatchStates, event) -> None:
+    def apply(self, states: BatchStates, event) -> bytes:
         key = event.message.key
         message = orjson.loads(event.message.value)
         code = message["reward_code"]
         reward = self.program.rewards.get(code)
-        stored = states.get(key)
-        stock = RewardStock.from_dict(stored) if stored else RewardStock.new(code, reward)
-        decision = stock.apply(message, reward)
+        stock = self._stock(states, key, code, reward)
+        try:
+            decision = stock.apply(message, reward)
+        except Exception:
+            self._open.pop(key, None)  # possibly half applied: the next message decodes the state again
+            raise
         for reply in decision.replies:
             self.outgoing.add(self.replies, reply["member_id"].encode(), orjson.dumps(reply))
             metrics.count_redemption(code, reply["op"], reply.get("reason", ""))
         if decision.outcome == "applied":
             states.put(key, stock.to_dict(), event)
-        elif stored is not None:
+        else:
             states.keep(key, event)  # a repeat: the changelog may lack this state (agents/batch.py)
         if decision.duplicate_codes:
             metrics.labelled(metrics.CODES_DUPLICATE, code).inc(decision.duplicate_codes)
-        metrics.observe_stock(code, stock)
         metrics.count_event("reward-requests", decision.outcome)
+        return key
+
+    def _stock(self, states: BatchStates, key: bytes, code: str, reward) -> RewardStock:
+        held = self._open.get(key)
+        if held is not None and held[0] is states:
+            return held[1]
+        stored = states.get(key)
+        stock = RewardStock.from_dict(stored) if stored else RewardStock.new(code, reward)
+        self._open[key] = (states, stock)
+        return stock
+
+    def observe(self, keys: list[bytes]) -> None:
+        """After a batch: the stock, pool and open-allocation gauges of each reward it changed."""
+        for key in set(keys):
+            held = self._open.get(key)
+            if held is not None:
+                metrics.observe_stock(held[1].code, held[1])
 
     def failed(self, event, exc: Exception) -> None:
         metrics.count_event("reward-requests", "dead_lettered")
@@ -105,7 +131,7 @@ def register(app: faust.App, parts: Parts) -> RewardAgent:
         await forwarding.consume(stream, forwarder.forward, forwarder.failed)
 
     async def allocate(stream) -> None:
-        await allocating.consume(stream, agent.apply, agent.failed)
+        await allocating.consume(stream, agent.apply, agent.failed, agent.observe)
 
     app.agent(parts.topics.compacted("catalog", "coupon-codes"), name=FORWARDER_NAME, concurrency=1)(forward_catalog)
     app.agent(parts.topics.raw("reward-requests"), name=AGENT_NAME, concurrency=1)(allocate)
