@@ -136,7 +136,11 @@ def register(app: faust.App, parts: Parts) -> MemberProcessor:
     """Add the processing agent to `app`; returns what it applies each event with."""
     processor = MemberProcessor(parts)
     pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop)
-    intake = processor.intake = OrderedIntake(app, list(processor.kind_of_topic), parts.settings.order_grace_seconds,
+    # The reward agents' answers are merged in by their time, but nothing waits for their topic: an answer
+    # always follows its own request, and a burst of them (a flash sale) must not hold the member's other
+    # events for the merge's stall time (docs/rewards.md).
+    synchronized = [topic for topic, kind in processor.kind_of_topic.items() if kind != "reward-replies"]
+    intake = processor.intake = OrderedIntake(app, synchronized, parts.settings.order_grace_seconds,
                                               processor.event_time)
 
     async def process(stream) -> None:

@@ -169,6 +169,7 @@ def run(args) -> dict:
         sampler.join()
         samples.append((time.time(), answered(worker)))
         merge = {name: labelled_sums(worker, name) for name in MERGE_COUNTERS}
+        load = os.getloadavg()[1]  # the last 5 minutes: the machine is often shared
     finally:
         worker.stop()
         if not args.keep:
@@ -188,7 +189,8 @@ def run(args) -> dict:
             "rate": len(seen) / span if span else None,
             "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
             "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
-            "max_ms": latencies[-1] * 1000 if latencies else None, "merge": merge, "machine": machine_info()}
+            "max_ms": latencies[-1] * 1000 if latencies else None, "merge": merge, "load": load,
+            "machine": machine_info()}
 
 
 def render(r: dict) -> str:
@@ -203,7 +205,8 @@ def render(r: dict) -> str:
 ## Flash sale: one reward, {r['requests']:,} requests, stock {r['stock']:,}
 
 `bench/flash_sale.py` (part of `make bench`), run {r['at']} (tag `{r['tag']}`), one worker, {r['partitions']}
-partitions, `LOYALTY_ORDER_GRACE` {r['order_grace']}: {r['requests']:,} funded members each send one
+partitions, `LOYALTY_ORDER_GRACE` {r['order_grace']}, load average {r['load']:.1f} on {r['machine']['nproc']} CPUs
+at the end: {r['requests']:,} funded members each send one
 `redemption_requested` for the same reward at once (produced in {r['produce_s']:.2f} s); all of them go to
 one partition of the reward agent ([rewards.md](rewards.md)).
 

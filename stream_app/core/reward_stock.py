@@ -119,8 +119,9 @@ class RewardStock:
             else:
                 codes = [generated_code(rid, i) for i in range(quantity)]
             self.used.extend(codes)
-        self.allocations[rid] = {"member_id": message["member_id"], "quantity": quantity, "codes": codes,
-                                 "pooled": pooled, "status": ALLOCATED}
+        # No member id: the answers name the member of the message they answer, and the table keeps no
+        # personal data that an erasure would have to reach.
+        self.allocations[rid] = {"quantity": quantity, "codes": codes, "pooled": pooled, "status": ALLOCATED}
         return Decision([_reply(message, "allocated", codes=codes)])
 
     def _settle(self, op: str, message: dict) -> Decision:
