@@ -45,6 +45,7 @@ test: up lint  ## the whole suite: unit and property tests, then integration tes
 bench: up  ## throughput, latency, recovery vs a plain aiokafka loop and Quix Streams -> docs/benchmarks.md
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.flash_sale $(FLASH_ARGS)
 
 clean: down
 	rm -rf .local

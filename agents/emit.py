@@ -23,8 +23,9 @@ class Emitter:
 
     def __init__(self, outgoing: OutgoingBatches, names: TopicNames) -> None:
         self.outgoing, self.names = outgoing, names
-        self.rewards, self.notifications, self.devices, self.dead_letters, self.referrals = (
-            names.name(kind) for kind in ("rewards", "notifications", "devices", "dead-letters", "referrals"))
+        self.rewards, self.notifications, self.devices, self.dead_letters, self.referrals, self.reward_requests = (
+            names.name(kind) for kind in ("rewards", "notifications", "devices", "dead-letters", "referrals",
+                                          "reward-requests"))
         outgoing.on_too_large(self._output_too_large)
 
     def outputs(self, key: bytes, result: Result) -> None:
@@ -37,6 +38,8 @@ class Emitter:
             self.outgoing.add(self.devices, link["device"].encode(), orjson.dumps(link))
         for message in result.messages:  # to another member's partition: keyed by that member
             self.outgoing.add(self.referrals, message["member_id"].encode(), orjson.dumps(message))
+        for request in result.reward_requests:  # to the reward agent of that code (agents/rewards.py)
+            self.outgoing.add(self.reward_requests, request["reward_code"].encode(), orjson.dumps(request))
 
     def dead_letter(self, message, code: str, detail: str) -> None:
         record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,

@@ -182,15 +182,21 @@ class Observer:
         started = time.monotonic()
         tiers: Counter[str] = Counter()
         segments: Counter[str] = Counter()
+        totals = [0, 0]  # points liability, points reserved
 
         def count(key: bytes, entry) -> None:
             tiers[entry[1]] += 1
             segments[entry[2] or UNASSIGNED] += 1
+            totals[0] += entry[3]
+            totals[1] += entry[4]
 
         if not await self.index.ensure(int(time.time() * 1000)) or not await self.index.scan(count):
             return False
+        liability, reserved = totals
         _publish(metrics.MEMBERS_BY_TIER, "tier", tiers, {t.name for t in self.program.tiers})
         _publish(metrics.MEMBERS_BY_SEGMENT, "segment", segments, set(SEGMENTS))
+        metrics.POINTS_LIABILITY.set(liability)
+        metrics.POINTS_RESERVED.set(reserved)
         metrics.MEMBERS_SCAN_DURATION.set(time.monotonic() - started)
         metrics.MEMBERS_SCAN_TIMESTAMP.set(time.time())
         return True

@@ -20,7 +20,7 @@ from stream_app import metrics
 from stream_app.core.engine import event_time_ms
 from stream_app.core.outcomes import DUPLICATE, STALE
 from stream_app.core.privacy import scrub
-from stream_app.core.versioned import advance_at, apply_event_at, apply_message_at
+from stream_app.core.versioned import advance_at, apply_event_at, apply_message_at, apply_reply_at
 from stream_app.parts import Parts
 from tables import member_index
 from topics.event_time import event_time_ms as message_time_ms
@@ -39,7 +39,8 @@ class MemberProcessor:
         self.emit, self.outgoing = parts.emitter, parts.outgoing
         self.schedule, self.projection = parts.schedule, parts.projection
         self.kind_of_topic = {**parts.names.inputs, parts.names.name("due"): "due",
-                              parts.names.name("referrals"): "referrals"}
+                              parts.names.name("referrals"): "referrals",
+                              parts.names.name("reward-replies"): "reward-replies"}
         self.partitions = parts.settings.partitions  # every topic has this many (docs/configuration.md)
 
     def apply(self, states: BatchStates, event) -> int | None:
@@ -51,6 +52,9 @@ class MemberProcessor:
             return None
         if kind == "referrals":
             self._referral(states, event)
+            return None
+        if kind == "reward-replies":
+            self._reply(states, event)
             return None
         return self._input(states, kind, event)
 
@@ -110,6 +114,21 @@ class MemberProcessor:
             metrics.labelled(metrics.EVENTS_LATE, kind).inc()
         return event_time_ms(decoded)
 
+    def _reply(self, states: BatchStates, event) -> None:
+        """The reward agent's answer to a reservation: applied in the member's partition (docs/rewards.md)."""
+        key = event.message.key
+        state = states.get(key)
+        result = apply_reply_at(state, orjson.loads(event.message.value), self.versions)
+        self.emit.outputs(key, result)
+        if result.state is not state:
+            states.put(key, result.state, event)
+            member_changed(state, result.state)
+            self.projection.member_changed(key, result.state)
+        if state is not None:
+            self.schedule.set(key, result.next_due)
+            self._index(states, key, result.state, result.next_due, event)
+        metrics.count_event("reward-replies", result.outcome)
+
     def _due(self, states: BatchStates, event) -> None:
         key = event.message.key
         state = states.get(key)
@@ -161,7 +180,11 @@ def register(app: faust.App, parts: Parts) -> MemberProcessor:
     processor = MemberProcessor(parts)
     pipeline = BatchPipeline(parts.members, parts.outgoing, parts.changelogs, parts.failstop,
                              index=parts.member_index.table)
-    intake = processor.intake = OrderedIntake(app, list(processor.kind_of_topic), parts.settings.order_grace_seconds,
+    # The reward agents' answers are merged in by their time, but nothing waits for their topic: an answer
+    # always follows its own request, and a burst of them (a flash sale) must not hold the member's other
+    # events for the merge's stall time (docs/rewards.md).
+    synchronized = [topic for topic, kind in processor.kind_of_topic.items() if kind != "reward-replies"]
+    intake = processor.intake = OrderedIntake(app, synchronized, parts.settings.order_grace_seconds,
                                               processor.event_time)
 
     async def process(stream) -> None:

@@ -211,6 +211,110 @@ def _member(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- rewards ----------------------------------------------------------------------------------------
+
+CODES_PER_MESSAGE = 500  # coupon codes per loyalty.coupon-codes message (the schema allows 1,000)
+
+
+def format_rewards(view: dict) -> str:
+    """`GET /rewards` as a table: the catalogue with live stock."""
+    rows = [("CODE", "KIND", "POINTS", "TIER", "STOCK LEFT", "CODES LEFT", "STATE")]
+    for r in view["rewards"]:
+        stock = "unlimited" if r["unlimited"] else str(r["stock_left"])
+        codes = "-" if r["codes_left"] is None else str(r["codes_left"])
+        state = "paused" if r["paused"] else "on sale"
+        rows.append((r["code"], r["kind"], str(r["points"]), r["tier"] or "any", stock + ("" if r["live"] else "*"),
+                     codes, state))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if not all(r["live"] for r in view["rewards"]):
+        lines.append("* not held by this worker: the program's initial figure")
+    return "\n".join(lines)
+
+
+def _get_json(url: str) -> dict | None:
+    """The JSON answer of a worker's GET `url`; None, with the reason on stderr, when there is none."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"loyalty: {url}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+    except OSError as exc:  # URLError (connection refused, unknown host) and time-outs
+        print(f"loyalty: cannot reach {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+    except ValueError:
+        print(f"loyalty: {url}: the answer is not JSON", file=sys.stderr)
+    return None
+
+
+def _rewards(args: argparse.Namespace) -> int:
+    view = _get_json(f"{args.url.rstrip('/')}/rewards")
+    if view is None:
+        return 1
+    print(format_rewards(view))
+    return 0
+
+
+def read_codes(lines: Iterable[str]) -> list[str]:
+    """Coupon codes of a file: one per line, blank lines and `#` comments skipped, first occurrence kept."""
+    codes = (line.strip() for line in lines)
+    return list(dict.fromkeys(code for code in codes if code and not code.startswith("#")))
+
+
+def code_messages(reward: str, codes: list[str], import_tag: str,
+                  now: Callable[[], str]) -> list[tuple[str, bytes, bytes]]:
+    """loyalty.coupon-codes messages of `CODES_PER_MESSAGE` codes, with import ids derived from the file:
+    importing the same file again sends the same ids, applied once."""
+    messages = []
+    for index, start in enumerate(range(0, len(codes), CODES_PER_MESSAGE)):
+        import_id = f"{import_tag}-{index}"
+        value = {"import_id": import_id, "reward_code": reward, "codes": codes[start:start + CODES_PER_MESSAGE],
+                 "occurred_at": now()}
+        messages.append(("coupon-codes", f"{reward}:{import_id}".encode(), json.dumps(value).encode()))
+    return messages
+
+
+def _import_codes(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from stream_app.core.program import ProgramError, load_program
+
+    try:
+        program = load_program(args.settings.rules_path)
+    except ProgramError as exc:
+        print(f"loyalty: {exc}", file=sys.stderr)
+        return 1
+    reward = program.rewards.get(args.reward)
+    if reward is None or reward.codes != "pool":
+        pooled = [r.code for r in program.rewards.catalogue if r.codes == "pool"]
+        print(f"loyalty: {args.reward!r} is not a coupon with codes = \"pool\" in the program (those are: "
+              f"{', '.join(pooled) or 'none'})", file=sys.stderr)
+        return 1
+    try:
+        with open(args.file, encoding="utf-8") as lines:
+            codes = read_codes(lines)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"loyalty: {args.file}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    too_long = next((c for c in codes if len(c) > 64), None)
+    if not codes or too_long is not None:
+        print(f"loyalty: {args.file}: " + ("no codes" if not codes else "a code is longer than 64 characters"),
+              file=sys.stderr)
+        return 1
+    options = _client_options(args.settings)
+    if options is None:
+        return 2
+    tag = hashlib.sha256("\n".join(codes).encode()).hexdigest()[:16]
+    messages = code_messages(args.reward, codes, tag, lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+    progress = Progress(len(messages))
+    result = _run(produce(messages, args.bootstrap, args.prefix, None, progress, None, options,
+                          kinds=("coupon-codes",)))
+    if result is None:
+        return 1
+    progress.finish(result.sent)
+    print(f"{len(codes)} codes for {args.reward} in {len(messages)} messages (import {tag})", file=sys.stderr)
+    return _report(result, f"{args.bootstrap} ({args.prefix}coupon-codes)")
+
+
 # -- check-program ----------------------------------------------------------------------------------
 
 def _check_program(args: argparse.Namespace) -> int:
@@ -299,6 +403,17 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     check = commands.add_parser("check-program", help="validate a program TOML file")
     check.add_argument("file")
     check.set_defaults(run=_check_program)
+
+    rewards = commands.add_parser("rewards", help="show the reward catalogue with live stock")
+    rewards.add_argument("--url", default=f"http://127.0.0.1:{settings.web_port}",
+                         help="worker HTTP address (default: %(default)s, port from LOYALTY_WEB_PORT)")
+    rewards.set_defaults(run=_rewards)
+
+    codes = commands.add_parser("import-codes", help="import coupon codes (one per line) into a reward's pool")
+    codes.add_argument("reward", metavar="REWARD", help="a [[rewards.catalog]] code with codes = \"pool\"")
+    codes.add_argument("file", metavar="FILE")
+    _kafka_options(codes, settings)
+    codes.set_defaults(run=_import_codes)
 
     trial = commands.add_parser("simulate", help="run a history through the current and a candidate program "
                                 "and compare them (docs/simulation.md)")

@@ -15,6 +15,7 @@ import faust
 from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
+from agents import rewards as reward_agent
 from agents.emit import Emitter
 from agents.member_index import MemberIndex
 from stream_app import faust_compat, program_guard, web
@@ -30,6 +31,7 @@ from tables.devices import devices_table
 from tables.member_index import member_index_table
 from tables.members import members_table
 from tables.redis_projection import RedisProjection, key_prefix
+from tables.rewards import rewards_table
 from topics.catalog import TopicNames
 from topics.kafka_topics import KafkaTopics
 from topics.outgoing import MAX_RECORD_BYTES, OutgoingBatches, ProducerSink
@@ -97,6 +99,7 @@ def build_parts(settings: Settings, program: Program, versions: ProgramVersions 
         outgoing=outgoing, changelogs=changelogs, members=members,
         devices=devices_table(app, changelogs=changelogs, partitions=settings.partitions),
         member_index=MemberIndex(app, index, members, program, changelogs, settings.partitions, failstop),
+        rewards=rewards_table(app, changelogs=changelogs, partitions=settings.partitions),
         schedule=DueSchedule(),
         projection=RedisProjection(settings.redis_url, key_prefix(settings.app_id)),
         emitter=Emitter(outgoing, names),
@@ -115,6 +118,7 @@ class Wired:
     indexer: device_agent.DeviceIndexer
     due_work: schedule.DueWork
     observer: observe.Observer
+    reward_agent: reward_agent.RewardAgent
 
 
 def build_app(settings: Settings, program: Program, versions: ProgramVersions | None = None) -> Wired:
@@ -122,7 +126,8 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
     parts = build_parts(settings, program, versions)
     app = parts.app
     wired = Wired(app, parts, processor=process_agent.register(app, parts), indexer=device_agent.register(app, parts),
-                  due_work=schedule.register(app, parts), observer=observe.register(app, parts))
+                  due_work=schedule.register(app, parts), observer=observe.register(app, parts),
+                  reward_agent=reward_agent.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
     web.register(app, parts)

@@ -241,13 +241,13 @@ class _Deliveries:
 
 async def produce(messages: Iterable[Message], bootstrap: str, prefix: str, rate: float | None = None,
                   progress: Callable[[int], None] | None = None, producer: Any = None,
-                  client_options: Mapping[str, Any] | None = None) -> Delivery:
+                  client_options: Mapping[str, Any] | None = None, kinds: tuple[str, ...] = INPUT_KINDS) -> Delivery:
     """Send (topic kind, key, value) messages to `prefix`+kind topics, at `rate` per second if given.
 
     Messages are batched (linger 10 ms) and not awaited one by one; every delivery is checked
     before returning. Raises LoginFailed (stream_app.kafka_security) unless the broker accepts
-    `client_options` (security), and MissingTopics before sending anything unless every input
-    topic exists. `producer` replaces the AIOKafkaProducer built from `bootstrap` (tests).
+    `client_options` (security), and MissingTopics before sending anything unless every topic of
+    `kinds` (the input topics) exists. `producer` replaces the AIOKafkaProducer built from `bootstrap` (tests).
     """
     if producer is None:
         from aiokafka import AIOKafkaProducer
@@ -258,7 +258,7 @@ async def produce(messages: Iterable[Message], bootstrap: str, prefix: str, rate
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="loyalty-loadgen", acks=1,
                                     linger_ms=10, max_batch_size=256 * 1024, **(client_options or {}))
     names = TopicNames(prefix)
-    topics = {kind: names.name(kind) for kind in INPUT_KINDS}
+    topics = {kind: names.name(kind) for kind in kinds}
     deliveries = _Deliveries()
     every = max(1, min(1000, int(rate / 100))) if rate else 1000
     sent, started = 0, time.monotonic()

@@ -10,7 +10,7 @@ EVENTS = Counter("loyalty_events", "Input events processed, by topic kind and ou
 DEAD_LETTERS = Counter("loyalty_dead_letters", "Events sent to the dead-letter topic, by error code.",
                        ["code"])
 POINTS = Counter("loyalty_points", "Points moved, by flow (pending, earned, released, clawed_back, "
-                 "redeemed, expired, adjusted).", ["flow"])
+                 "redeemed, expired, adjusted, reserved, reservation_released, cancelled).", ["flow"])
 REDEMPTIONS = Counter("loyalty_redemptions", "Redemption requests by result and reason.",
                       ["result", "reason"])
 REFERRALS = Counter("loyalty_referrals", "Referrals by outcome (pending, referrer_paid, milestone_paid, "
@@ -39,6 +39,24 @@ ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let 
 ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied (an older consumer generation, or "
                         "shutdown); read again from the committed offset by the partition's owner.")
 
+# -- Rewards (agents/rewards.py; docs/rewards.md) --------------------------------------------------------------
+REWARD_REDEMPTIONS = Counter("loyalty_reward_redemptions", "Answers of the reward agent by reward code, outcome "
+                             "(allocated, rejected) and reason (out_of_stock, paused, unknown_reward; empty when "
+                             "allocated); repeats of a request answered again are counted again.",
+                             ["reward", "outcome", "reason"])
+REWARD_STOCK_LEFT = Gauge("loyalty_reward_stock_left", "Stock left per limited reward code owned by this worker "
+                          "(after the last message the reward agent applied).", ["reward"])
+REWARD_CODES_LEFT = Gauge("loyalty_reward_codes_left", "Coupon codes left in the pool per reward code owned by "
+                          "this worker.", ["reward"])
+REWARD_ALLOCATED_OPEN = Gauge("loyalty_reward_allocations_open", "Units allocated by the reward agent and not yet "
+                              "confirmed or released by the member's side, per reward code.", ["reward"])
+CODES_DUPLICATE = Counter("loyalty_reward_codes_duplicate", "Imported coupon codes already known to the pool "
+                          "(not added again), per reward code.", ["reward"])
+POINTS_RESERVED = Gauge("loyalty_points_reserved", "Points held by open reservations of the members this worker "
+                        "owns (recounted with loyalty_members_by_tier).")
+POINTS_LIABILITY = Gauge("loyalty_points_liability", "Outstanding points (available + pending) of the members "
+                         "this worker owns (recounted with loyalty_members_by_tier).")
+
 _children: dict[tuple, object] = {}
 
 
@@ -55,12 +73,16 @@ def count_event(kind: str, outcome: str) -> None:
 
 
 _FLOW_OF_REWARD = {"points_pending": "pending", "points_clawed_back": "clawed_back",
-                   "points_redeemed": "redeemed", "points_expired": "expired", "points_adjusted": "adjusted"}
+                   "points_redeemed": "redeemed", "points_expired": "expired", "points_adjusted": "adjusted",
+                   "points_reserved": "reserved", "reservation_released": "reservation_released",
+                   "redemption_cancelled": "cancelled"}
 
 
 def count_reward(reward: dict) -> None:
     """Update the points, redemption, tier and segment counters for one emitted reward event."""
     kind, points = reward["type"], abs(reward["points"])
+    if kind == "points_redeemed" and not points:  # a catalogue redemption: the points moved when reserved
+        points = reward["details"]["points"]
     if kind == "points_earned":
         flow = "released" if reward.get("details", {}).get("released_from_pending") else "earned"
         labelled(POINTS, flow).inc(points)
@@ -85,6 +107,18 @@ def count_reward(reward: dict) -> None:
 #: points_earned rules of a referral payout -> the loyalty_referrals_total outcome they count as
 _REFERRAL_PAYOUTS = {"referral_referrer": "referrer_paid", "referral_milestone": "milestone_paid",
                      "referral_friend": "friend_paid"}
+
+
+def count_redemption(reward_code: str, outcome: str, reason: str) -> None:
+    labelled(REWARD_REDEMPTIONS, reward_code, outcome, reason).inc()
+
+
+def observe_stock(reward_code: str, stock) -> None:
+    """The gauges of one reward after the reward agent applied a message (`stock`: a RewardStock)."""
+    if stock.stock_left is not None:
+        labelled(REWARD_STOCK_LEFT, reward_code).set(stock.stock_left)
+    labelled(REWARD_CODES_LEFT, reward_code).set(len(stock.pool))
+    labelled(REWARD_ALLOCATED_OPEN, reward_code).set(stock.outstanding)
 
 # -- Faust / Kafka consumer figures, fed by agents/observe.py (a sensor and a timer) ----------------
 # `topic` is the topic kind (the configured LOYALTY_TOPIC_PREFIX stripped), `partition` its number.

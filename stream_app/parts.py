@@ -38,6 +38,8 @@ class Parts:
     devices: BatchedChangelogTable
     #: next due instant, tier and segment per member, written with the members table (tables/member_index.py)
     member_index: MemberIndex
+    #: live stock, pause and coupon codes per reward code (agents/rewards.py)
+    rewards: BatchedChangelogTable
     schedule: DueSchedule
     projection: RedisProjection
     emitter: Emitter

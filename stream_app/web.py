@@ -16,6 +16,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream_app.core.read_model import member_view
+from stream_app.core.reward_view import catalogue_view, member_rewards_view
 from stream_app.parts import Parts
 from topics.validation import Rejection, decode_event
 
@@ -51,6 +52,31 @@ def register(app: faust.App, parts: Parts) -> None:
             if state is None:
                 return self.json({"error": "unknown_member", "member_id": member_id}, status=404)
             return self.json(member_view(state, program, int(time.time() * 1000)))
+
+    def stocks() -> dict[str, dict | None]:
+        """The reward-agent state of each catalogue reward that this worker's store holds."""
+        return {r.code: parts.rewards.read(r.code.encode()) for r in program.rewards.catalogue}
+
+    @app.page("/rewards")
+    class Rewards(View):
+        async def get(self, request: Request) -> Response:
+            if settings.read_token and not bearer_ok(request, settings.read_token):
+                return self.json({"error": "unauthorized"}, status=401)
+            return self.json(catalogue_view(program, stocks()))
+
+    @app.page("/members/{member_id}/rewards")
+    class MemberRewards(View):
+        async def get(self, request: Request, member_id: str) -> Response:
+            if settings.read_token and not bearer_ok(request, settings.read_token):
+                return self.json({"error": "unauthorized"}, status=401)
+            return await self._routed(request, member_id=member_id)
+
+        @app.table_route(table=members, match_info="member_id")
+        async def _routed(self, request: Request, member_id: str) -> Response:
+            state = members.read(member_id.encode())
+            if state is None:
+                return self.json({"error": "unknown_member", "member_id": member_id}, status=404)
+            return self.json(member_rewards_view(state, program, int(time.time() * 1000), stocks()))
 
     @app.page("/metrics")
     class Metrics(View):

@@ -19,7 +19,9 @@ import hashlib
 import faust
 import orjson
 
+from stream_app.core.ledger import Ledger
 from stream_app.core.program import Program
+from stream_app.core.reward_book import RewardBook
 from stream_app.faust_compat import raw_put
 from tables.changelog import BatchedChangelogTable
 from topics.outgoing import OutgoingBatches
@@ -27,9 +29,10 @@ from topics.outgoing import OutgoingBatches
 NAME = "member-index"  # changelog topic `{app id}-member-index-changelog`: keep it
 #: Not valid UTF-8, so never a member key (member keys are member ids encoded as UTF-8).
 INDEXED_PREFIX = b"\xff\xfeindexed:"
-FORMAT = 1  # of the entries: a new format makes every partition be indexed again
+FORMAT = 2  # of the entries: a new format makes every partition be indexed again
 
-Entry = tuple[int | None, str, str | None]  # next_due (ms), tier, segment
+#: next_due (ms), tier, segment, points liability (available + pending), points reserved by redemptions
+Entry = tuple[int | None, str, str | None, int, int]
 
 
 def entry_of(state: dict | None, next_due: int | None) -> Entry | None:
@@ -37,7 +40,21 @@ def entry_of(state: dict | None, next_due: int | None) -> Entry | None:
     if state is None:
         return None
     segment = state.get("segment")
-    return next_due, str(state.get("tier")), segment if isinstance(segment, str) or segment is None else str(segment)
+    return (next_due, str(state.get("tier")), segment if isinstance(segment, str) or segment is None else str(segment),
+            _liability(state), _reserved(state))
+
+
+def _liability(state: dict) -> int:
+    """Available + pending points, read off the stored ledger without building it (once per change)."""
+    ledger = state["ledger"]
+    if "buckets" not in ledger:  # a state of release 047f314 or earlier, before buckets
+        return Ledger.from_dict(ledger).available + Ledger.from_dict(ledger).pending
+    return (sum(bucket[1] for bucket in ledger["buckets"]) - ledger["debt"]
+            + sum(row[3] for row in ledger["pending"]))
+
+
+def _reserved(state: dict) -> int:
+    return RewardBook.from_dict(state["rewards"]).points_reserved if state.get("rewards") else 0
 
 
 def encode(entry: Entry) -> bytes:
@@ -46,10 +63,11 @@ def encode(entry: Entry) -> bytes:
 
 def decode(raw: bytes) -> Entry:
     """A stored entry (ValueError if it is not one)."""
-    next_due, tier, segment = orjson.loads(raw)
+    values = orjson.loads(raw)
+    next_due, tier, segment, liability, reserved = values if len(values) == 5 else (*values, 0, 0)
     if next_due is not None and not isinstance(next_due, int):
         raise ValueError(f"next_due is not an integer: {next_due!r}")
-    return next_due, tier, segment
+    return next_due, tier, segment, liability, reserved
 
 
 def marker_key(partition: int) -> bytes:

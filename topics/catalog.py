@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
 OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
-INTERNAL_KINDS = ("due", "devices", "referrals", "program-versions")
+INTERNAL_KINDS = ("due", "devices", "referrals", "program-versions", "reward-requests", "reward-replies")
+#: Operators' reward topics, compacted, keyed by reward code (catalog) or `code:import_id` (coupon-codes).
+CATALOG_KINDS = ("catalog", "coupon-codes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +15,7 @@ class TopicNames:
     prefix: str
 
     def name(self, kind: str) -> str:
-        if kind not in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS:
+        if kind not in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS + CATALOG_KINDS:
             raise ValueError(f"unknown topic kind {kind!r}")
         return f"{self.prefix}{kind}"
 
@@ -30,4 +32,4 @@ class TopicNames:
         return {self.name(k): k for k in INPUT_KINDS}
 
     def all(self) -> list[str]:
-        return [self.name(k) for k in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS]
+        return [self.name(k) for k in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS + CATALOG_KINDS]

@@ -23,7 +23,7 @@ def event_time_ms(kind: str, value: bytes | None) -> int | None:
         return None
     if not isinstance(body, dict):
         return None
-    if kind == "due":
+    if kind in ("due", "reward-replies"):  # internal: the instant the work (or the reservation) is for
         at = body.get("at")
         return at if type(at) is int else None
     occurred = body.get("occurred_at")

@@ -29,6 +29,7 @@ OCCURRED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 OCCURRED_AT_MAX_AHEAD = timedelta(hours=24)
 INPUT_KINDS = ("orders", "reviews", "shares", "logins", "members", "redemptions", "admin")
 OUTPUT_KINDS = ("rewards", "notifications", "dead-letters")
+CATALOG_KINDS = ("catalog", "coupon-codes")
 
 _SCHEMAS = Path(__file__).parent / "schemas"
 _FieldPath = tuple[str | None, ...]  # property names; None steps into every element of an array
@@ -50,7 +51,7 @@ class Rejection:
 
 def load_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of an input kind or output topic, read from topics/schemas/{name}.json."""
-    if name not in INPUT_KINDS + OUTPUT_KINDS:
+    if name not in INPUT_KINDS + OUTPUT_KINDS + CATALOG_KINDS:
         raise ValueError(f"no schema named {name!r}")
     return orjson.loads((_SCHEMAS / f"{name}.json").read_bytes())
 
@@ -230,3 +231,33 @@ def validate_output(name: str, event: dict) -> None:
         raise ValueError(f"unknown output {name!r}")
     if (detail := contract.violation(event)) is not None:
         raise ValueError(f"{name}: {detail}")
+
+
+_CATALOG = {kind: _Contract.compile(load_schema(kind)) for kind in CATALOG_KINDS}
+
+
+def decode_catalog_message(kind: str, key: bytes | None, value: bytes | None) -> dict | Rejection:
+    """The validated message of the `catalog` or `coupon-codes` topic, or why it is refused: the same
+    grammar and codes as an input event; the key must be the reward code (`code:import_id` for codes)."""
+    if value is None:
+        return Rejection("missing_value", "message has no value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        return Rejection("oversized", f"value is {len(value)} bytes, limit {MAX_MESSAGE_BYTES}")
+    try:
+        message, unsafe = strict_json.decode(value)
+    except strict_json.InvalidJson as exc:
+        return Rejection("invalid_json", str(exc))
+    if not isinstance(message, dict):
+        return Rejection("not_an_object", "value is not a JSON object")
+    if unsafe is not None:
+        return Rejection("schema_violation", unsafe)
+    if (detail := _CATALOG[kind].violation(message)) is not None:
+        return Rejection("schema_violation", detail)
+    expected = message["reward_code"] if kind == "catalog" else f"{message['reward_code']}:{message['import_id']}"
+    try:
+        if key is None or key.decode() != expected:
+            return Rejection("key_mismatch", "key differs from reward_code" if kind == "catalog"
+                             else "key differs from reward_code:import_id")
+    except UnicodeDecodeError:
+        return Rejection("invalid_key", "key is not valid UTF-8")
+    return message

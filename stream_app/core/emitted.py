@@ -26,11 +26,18 @@ class Outputs:
     notifications_dropped: int = 0  # by the notification policy (notify_policy.settle)
     #: to another member's partition (the internal `referrals` topic), keyed by the message's member_id
     messages: list[dict] = field(default_factory=list)
+    reward_requests: list[dict] = field(default_factory=list)  # to the reward agent (core/redemption.py)
 
     def link_device(self, op: str, device: str, member: Member) -> None:
         """Tell the device index that `member` uses (op "seen") or no longer uses ("forget") `device`."""
         self.device_links.append({"op": op, "device": device, "member_id": member.member_id,
                                   "referrer_id": member.referrer_id})
+
+    def ask_reward_agent(self, op: str, member_id: str, redemption_id: str, reward_code: str, quantity: int,
+                         at: int) -> None:
+        """A message for the reward agent of `reward_code` (internal reward-requests topic, keyed by code)."""
+        self.reward_requests.append({"op": op, "redemption_id": redemption_id, "member_id": member_id,
+                                     "reward_code": reward_code, "quantity": quantity, "at": at})
 
     def reward(self, member: Member, kind: str, points: int, source_event_id: str, rule: str,
                at: int, details: dict | None = None) -> dict:

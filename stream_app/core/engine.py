@@ -23,6 +23,7 @@ from stream_app.core.member import Member
 from stream_app.core.notify_policy import settle
 from stream_app.core.outcomes import APPLIED, DUPLICATE, ERASED, IGNORED, STALE
 from stream_app.core.program import Program
+from stream_app.core.redemption import grant_due
 from stream_app.core.referrals import after_event as referral_after_event
 from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
@@ -44,6 +45,7 @@ class Result:
     device_links: list[dict] = field(default_factory=list)
     late: bool = False  # applied, but older than the member's clock (counted: loyalty_events_late_total)
     messages: list[dict] = field(default_factory=list)  # to other members' partitions (referrals)
+    reward_requests: list[dict] = field(default_factory=list)  # to the reward agents (core/redemption.py)
 
 
 def event_time_ms(event: dict) -> int:
@@ -77,12 +79,13 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     outcome = HANDLERS[event["type"]](member, event, program, occurred, out)
     referral_after_event(member, event, program, occurred, outcome, out)
     evaluate_tier(member, program, now, event["event_id"], out)
+    grant_due(member, program, now, event["event_id"], out)
     evaluate_segment(member, program, now, event["event_id"], out)
     member.seen.remember(event["event_id"], occurred, now, program.dedupe_window_ms, program.max_event_ids)
     settle(member, program, now, out, first)
     return Result(member.to_dict(), out.rewards, out.notifications, outcome,
                   next_due(member, program, now), out.notifications_dropped, out.device_links,
-                  late=occurred < now, messages=out.messages)
+                  late=occurred < now, messages=out.messages, reward_requests=out.reward_requests)
 
 
 def clock_of(member: Member, at: int) -> int:

@@ -13,6 +13,7 @@ from stream_app.core.ledger import Lot
 from stream_app.core.member import Member, Order
 from stream_app.core.outcomes import APPLIED, FROZEN, IGNORED
 from stream_app.core.program import Program
+from stream_app.core.redemption import redemption_cancelled, redemption_requested
 
 MAX_DEVICES = 20  # device hashes remembered per member, for the shared-device referral check
 
@@ -137,30 +138,6 @@ def _login(member: Member, event: dict, program: Program, now: int, out: Outputs
     return APPLIED
 
 
-def _redemption_requested(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
-    redemption_id, points = event["redemption_id"], event["points"]
-    if redemption_id in member.redemption_ids:
-        reason = "duplicate"
-    elif member.frozen:
-        reason = "member_frozen"
-    elif member.ledger.spendable(now) < points:
-        reason = "insufficient_points"
-    else:
-        reason = None
-    params = {"redemption_id": redemption_id, "points": points, "reward_code": event["reward_code"]}
-    if reason:
-        out.reward(member, "redemption_rejected", 0, event["event_id"], "redemption", now,
-                   {**params, "reason": reason})
-        out.notify(member, "redemption_rejected", event["event_id"], now, {**params, "reason": reason})
-        return APPLIED
-    member.redemption_ids.append(redemption_id)
-    del member.redemption_ids[:-program.max_event_ids]
-    member.ledger.redeem(points, now)
-    out.reward(member, "points_redeemed", -points, event["event_id"], "redemption", now, params)
-    out.notify(member, "points_redeemed", event["event_id"], now, params)
-    return APPLIED
-
-
 def _member_joined(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:
     referrer = event.get("referrer_id")
     if referrer and referrer != member.referrer_id:
@@ -231,7 +208,8 @@ HANDLERS = {
     "review_posted": _review_posted,
     "share": _share,
     "login": _login,
-    "redemption_requested": _redemption_requested,
+    "redemption_requested": redemption_requested,
+    "redemption_cancelled": redemption_cancelled,
     "member_joined": _member_joined,
     "member_updated": _member_updated,
     "member_frozen": _member_frozen,

@@ -228,3 +228,35 @@ class Ledger:
     def _drop_empty(self) -> None:
         if any(not b[REMAINING] for b in self.buckets):
             self.buckets = [b for b in self.buckets if b[REMAINING]]
+
+    # -- reservations (stream_app/core/redemption.py) -------------------------------------------
+    def take_parts(self, amount: int, now: int) -> list[list[int]]:
+        """Spend `amount` points as `redeem` does (soonest-expiring first) and say what was taken, as
+        [expires_at, points] parts: a later `give_back` restores each part with the expiry it had left."""
+        parts: list[list[int]] = []
+        for bucket in self.buckets:
+            if amount == 0:
+                break
+            if bucket[EXPIRES] <= now:
+                continue
+            part = min(bucket[REMAINING], amount)
+            bucket[REMAINING] -= part
+            amount -= part
+            if parts and parts[-1][0] == bucket[EXPIRES]:
+                parts[-1][1] += part
+            elif part:
+                parts.append([bucket[EXPIRES], part])
+        self._drop_empty()
+        self.redeemed += sum(points for _, points in parts)
+        return parts
+
+    def give_back(self, parts: list[list[int]], source_id: str, now: int) -> int:
+        """Return points taken by `take_parts`, each part to the bucket of the expiry it had (an instant
+        already past expires at the member's next step); they count as redeemed no more. Returns the
+        points given back. (`source_id` and `now` name the give-back for callers; buckets need neither.)"""
+        total = 0
+        for expires_at, points in parts:
+            self._deposit(expires_at, self._repay_debt(points))
+            total += points
+        self.redeemed -= total
+        return total

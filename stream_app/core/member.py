@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from stream_app.core.event_ids import EventIds
 from stream_app.core.ledger import Ledger
 from stream_app.core.referral_book import ReferralBook
+from stream_app.core.reward_book import RewardBook
 
 #: Stored as "v"; states without it were written by release 047f314 or earlier and are migrated on load.
 STATE_VERSION = 2
@@ -89,9 +90,10 @@ class Member:
     devices: list[str] = field(default_factory=list)
     evaluated_at: int | None = None
     referrals: ReferralBook = field(default_factory=ReferralBook)
+    rewards: RewardBook = field(default_factory=RewardBook)
 
     def to_dict(self) -> dict:
-        return {
+        state = {
             "v": STATE_VERSION,
             "member_id": self.member_id, "created_at": self.created_at, "tier": self.tier,
             "ledger": self.ledger.to_dict(), "at_risk_since": self.at_risk_since,
@@ -107,6 +109,9 @@ class Member:
             "evaluated_at": self.evaluated_at,
             **({"referrals": self.referrals.to_dict()} if self.referrals else {}),
         }
+        if self.rewards:  # written only once used: states of members who never redeemed stay as they were
+            state["rewards"] = self.rewards.to_dict()
+        return state
 
     @classmethod
     def from_dict(cls, d: dict) -> Member:
@@ -135,6 +140,7 @@ class Member:
             flags=list(d.get("flags", [])), held=[dict(x) for x in d.get("held", [])],
             devices=list(d.get("devices", [])), evaluated_at=d.get("evaluated_at"),
             referrals=ReferralBook.from_dict(d.get("referrals")),
+            rewards=RewardBook.from_dict(d.get("rewards")),
         )
 
     def order(self, order_id: str) -> Order | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stream_app.core.catalogue import CODE_SOURCES, KINDS, PERIODS, Grant, Reward, RewardRules
 from stream_app.core.program_keys import TEMPLATES, first_unknown, generic, is_known
 from stream_app.core.toml_lines import line_of
 
@@ -149,6 +150,7 @@ class Program:
     referrals: ReferralRules = ReferralRules()
     #: the name of the program version this is (stream_app/core/program_versions.py), on every reward event
     version: str = "base"
+    rewards: RewardRules = RewardRules()
 
     def tier(self, name: str) -> Tier:
         """The tier called `name` (the lowest one for an unknown name)."""
@@ -318,6 +320,45 @@ def _referrals(section: _Reader) -> ReferralRules:
                          milestones=tuple(milestones))
 
 
+def _rewards(root: _Reader, tiers: tuple[Tier, ...]) -> RewardRules:
+    """`[rewards]`: the catalogue (`[[rewards.catalog]]`) and the periodic tier grants (`[[rewards.grants]]`)."""
+    section = root.section("rewards")
+    tier_names = [t.name for t in tiers]
+    catalogue: list[Reward] = []
+    for r in section.tables("catalog"):
+        code = r.name("code")
+        if any(x.code == code for x in catalogue):
+            raise r.fail("code", f"{code!r} names an earlier reward too; codes must be unique")
+        kind = r.choice("kind", KINDS, "gift")
+        tier = r.get("tier", str) if "tier" in r.data else None
+        if tier is not None and tier not in tier_names:
+            raise r.fail("tier", f"one of the tiers {tier_names}, got {tier!r}")
+        start = r.instant("available_from") if "available_from" in r.data else None
+        end = r.instant("available_until") if "available_until" in r.data else None
+        if start is not None and end is not None and end <= start:
+            raise r.fail("available_until", "must be after available_from")
+        if kind != "coupon" and ("coupon_valid_for" in r.data or "codes" in r.data):
+            raise r.fail("coupon_valid_for" if "coupon_valid_for" in r.data else "codes", "only for kind \"coupon\"")
+        catalogue.append(Reward(
+            code=code, name=r.name("name"), kind=kind, points=r.count("points"), tier=tier,
+            available_from_ms=start, available_until_ms=end,
+            limit_per_member=r.count("limit_per_member", minimum=1) if "limit_per_member" in r.data else None,
+            limit_period=r.choice("limit_period", PERIODS, "ever"),
+            stock=r.count("stock") if "stock" in r.data else None,
+            coupon_valid_ms=r.duration("coupon_valid_for", "P30D", positive=True) if kind == "coupon" else None,
+            codes=r.choice("codes", CODE_SOURCES, "generated")))
+    grants: list[Grant] = []
+    for r in section.tables("grants"):
+        reward = r.name("reward")
+        if not any(x.code == reward for x in catalogue):
+            raise r.fail("reward", f"{reward!r} is not a [[rewards.catalog]] code")
+        min_tier = r.name("min_tier")
+        if min_tier not in tier_names:
+            raise r.fail("min_tier", f"one of the tiers {tier_names}, got {min_tier!r}")
+        grants.append(Grant(reward, min_tier, r.choice("period", PERIODS[:-1], "month")))
+    return RewardRules(tuple(catalogue), tuple(grants), section.get("allow_free_form", bool, False))
+
+
 def _tiers(section: _Reader) -> tuple[Tier, ...]:
     tiers: list[Tier] = []
     for r in section.tables("levels"):
@@ -356,6 +397,7 @@ def program_from_dict(data: dict) -> Program:
     tiers, dedupe, notes = root.section("tiers"), root.section("dedupe"), root.section("notifications")
     abuse, segments, policy = root.section("abuse"), root.section("segments"), root.section("notification_policy")
     categories = orders.section("category_multipliers")
+    levels = _tiers(tiers)
     return Program(
         timezone=_timezone(root),
         points_per_unit=orders.multiplier("points_per_unit", 1, positive=True),
@@ -380,7 +422,7 @@ def program_from_dict(data: dict) -> Program:
         expiry_warn_min_points=expiry.count("warn_min_points", 100),
         tier_window_ms=tiers.duration("window", "P365D", positive=True),
         tier_grace_ms=tiers.duration("grace", "P30D"),
-        tiers=_tiers(tiers),
+        tiers=levels,
         campaigns=_campaigns(root),
         max_event_ids=max(1, dedupe.count("max_event_ids", 2000)),
         dedupe_window_ms=dedupe.duration("window", positive=True) if "window" in dedupe.data else None,
@@ -405,6 +447,7 @@ def program_from_dict(data: dict) -> Program:
         hold_at_most_ms=policy.duration("hold_at_most", "PT12H"),
         referrals=_referrals(root.section("referrals")),
         version=root.name("version") if "version" in data else "base",
+        rewards=_rewards(root, levels),
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 TEMPLATES = (
     "points_pending", "points_earned", "points_clawed_back", "points_redeemed", "redemption_rejected",
     "points_expired", "points_expiring", "tier_changed", "tier_at_risk", "birthday_gift", "member_flagged",
-    "win_back", "referral_referrer_rewarded", "referral_friend_rewarded",
+    "win_back", "referral_referrer_rewarded", "referral_friend_rewarded", "reward_issued", "coupon_issued",
+    "redemption_cancelled",
 )
 
 #: Dotted keys, array-of-tables elements without their index (`tiers.levels.name`).
@@ -41,12 +42,17 @@ KEYS = (
     "referrals.max_per_month", "referrals.milestones", "referrals.milestones.count", "referrals.milestones.points",
     "dedupe", "dedupe.max_event_ids", "dedupe.window",
     "version", "versions", "versions.name", "versions.effective_from",
+    "rewards", "rewards.allow_free_form", "rewards.catalog", "rewards.catalog.code", "rewards.catalog.name",
+    "rewards.catalog.kind", "rewards.catalog.points", "rewards.catalog.tier", "rewards.catalog.available_from",
+    "rewards.catalog.available_until", "rewards.catalog.limit_per_member", "rewards.catalog.limit_period",
+    "rewards.catalog.stock", "rewards.catalog.coupon_valid_for", "rewards.catalog.codes",
+    "rewards.grants", "rewards.grants.reward", "rewards.grants.min_tier", "rewards.grants.period",
     "notifications", *(f"notifications.{template}" for template in TEMPLATES),
 )
 #: Tables whose keys are names the operator chooses (category names), not program keys.
 FREE_TABLES = ("orders.category_multipliers",)
 #: Keys that hold arrays of tables (`[[tiers.levels]]`).
-ARRAYS_OF_TABLES = ("tiers.levels", "campaigns", "referrals.milestones")
+ARRAYS_OF_TABLES = ("tiers.levels", "campaigns", "referrals.milestones", "rewards.catalog", "rewards.grants")
 
 _KNOWN = frozenset(KEYS)
 _INDEX = re.compile(r"\[\d+\]")

@@ -13,6 +13,7 @@ from dataclasses import replace
 from stream_app.core.engine import Result, advance, apply_event, event_time_ms
 from stream_app.core.program_versions import ProgramVersions
 from stream_app.core.referral_messages import apply_message, message_time_ms
+from stream_app.core.reward_replies import apply_reply
 
 
 def apply_event_at(state: dict | None, event: dict, versions: ProgramVersions) -> Result:
@@ -34,6 +35,12 @@ def apply_message_at(state: dict | None, message: dict, versions: ProgramVersion
     at = message_time_ms(message)
     state, crossed = _cross(state, versions, at)
     return _joined(crossed, apply_message(state, message, versions.at(at)))
+
+
+def apply_reply_at(state: dict | None, reply: dict, versions: ProgramVersions) -> Result:
+    """The reward agent's answer (`at`: the instant of the request it answers)."""
+    state, crossed = _cross(state, versions, reply["at"])
+    return _joined(crossed, apply_reply(state, reply, versions.at(reply["at"])))
 
 
 def _cross(state: dict | None, versions: ProgramVersions, upto: int) -> tuple[dict | None, list[Result]]:
@@ -58,4 +65,5 @@ def _joined(crossed: list[Result], last: Result) -> Result:
                    notifications=[n for s in steps for n in s.notifications],
                    device_links=[d for s in steps for d in s.device_links],
                    messages=[m for s in steps for m in s.messages],
+                   reward_requests=[r for s in steps for r in s.reward_requests],
                    notifications_dropped=sum(s.notifications_dropped for s in steps))

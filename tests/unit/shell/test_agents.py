@@ -801,7 +801,9 @@ async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
 
 
 def entry(state: dict, due: int | None) -> tuple:
-    return due, state["tier"], state.get("segment")
+    """The index entry: due instant, tier, segment, points liability (available + pending), reserved."""
+    ledger = Member.from_dict(state).ledger
+    return due, state["tier"], state.get("segment"), ledger.available + ledger.pending, 0
 
 
 def index_of(pipeline, key: bytes = M1) -> tuple | None:

@@ -169,7 +169,8 @@ def test_dashboard_is_an_importable_grafana_export():
 def test_dashboard_has_the_operator_panels():
     titles = {p["title"] for p in dashboard_panels()}
     for wanted in ("Throughput by topic", "Processing latency p50 / p99", "Consumer lag by topic",
-                   "Dead letters by code", "Points flow", "Redemption rate", "Tier mix", "Segment mix"):
+                   "Dead letters by code", "Points flow", "Redemption rate", "Tier mix", "Segment mix",
+                   "Reward redemptions by outcome", "Stock and codes left", "Points reserved and liability"):
         assert wanted in titles
     exprs = " ".join(e for _, e in dashboard_exprs())
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs

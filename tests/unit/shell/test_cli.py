@@ -336,3 +336,36 @@ def test_produce_command_fails_on_missing_topics(capsys):
     args = cli.build_parser().parse_args(["produce", "--members", "5", "--events", "20", "--prefix", "q."])
     assert cli._produce(args, producer=FakeProducer(all_topics("p."))) == 1
     assert "loyalty: no topic q.admin, q.logins" in capsys.readouterr().err
+
+
+# -- rewards and import-codes -----------------------------------------------------------------------
+
+def test_rewards_are_shown_as_a_table_with_live_stock() -> None:
+    view = {"rewards": [
+        {"code": "TOTE-BAG", "kind": "gift", "points": 2000, "tier": None, "unlimited": False, "stock_left": 7,
+         "codes_left": None, "paused": False, "live": True},
+        {"code": "RACE", "kind": "coupon", "points": 100, "tier": "gold", "unlimited": False, "stock_left": 50,
+         "codes_left": 80, "paused": True, "live": False}]}
+    lines = cli.format_rewards(view).splitlines()
+    assert lines[0].split() == ["CODE", "KIND", "POINTS", "TIER", "STOCK", "LEFT", "CODES", "LEFT", "STATE"]
+    assert lines[1].split() == ["TOTE-BAG", "gift", "2000", "any", "7", "-", "on", "sale"]
+    assert lines[2].split() == ["RACE", "coupon", "100", "gold", "50*", "80", "paused"]
+    assert lines[3].startswith("* not held")
+
+
+def test_codes_are_read_one_a_line_and_sent_in_messages_with_ids_from_the_file() -> None:
+    codes = cli.read_codes(["A1\n", "\n", "# header\n", " B2 \n", "A1\n"] + [f"C{i}\n" for i in range(600)])
+    assert codes[:2] == ["A1", "B2"] and len(codes) == 602
+    messages = cli.code_messages("RACE", codes, "tag", lambda: "2026-12-01T00:00:00.000+00:00")
+    assert [key for _, key, _ in messages] == [b"RACE:tag-0", b"RACE:tag-1"]
+    from topics.validation import decode_catalog_message
+
+    decoded = [decode_catalog_message("coupon-codes", key, value) for _, key, value in messages]
+    assert [len(d["codes"]) for d in decoded] == [500, 102]
+
+
+def test_import_codes_refuses_a_reward_without_a_pool(tmp_path, capsys) -> None:
+    path = tmp_path / "codes.txt"
+    path.write_text("A1\n", "utf-8")
+    assert cli.main(["import-codes", "TOTE-BAG", str(path)]) == 1
+    assert "not a coupon with codes = \"pool\"" in capsys.readouterr().err

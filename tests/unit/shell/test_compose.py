@@ -30,16 +30,23 @@ def test_agent_table_and_topic_names_are_those_of_the_previous_release() -> None
 
     The names below are what the release before the composition root registered (read off
     `faust -A stream_app.app` at commit 76688db: agents named after their module path).
+    Issue 14 added the reward agents, their table and the member agent's reward-replies input.
     """
     app = wire({"LOYALTY_APP_ID": "shop"}).app
-    assert sorted(app.agents) == ["agents.devices.index_devices", "agents.process.process"]
+    assert sorted(app.agents) == ["agents.devices.index_devices", "agents.process.process",
+                                  "agents.rewards.allocate", "agents.rewards.forward_catalog"]
     assert {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()} == {
         "members": "shop-members-changelog", "devices": "shop-devices-changelog",
-        "member-index": "shop-member-index-changelog"}  # new in the release that added the index
+        "member-index": "shop-member-index-changelog",  # new in the release that added the index
+        "rewards": "shop-rewards-changelog"}
     assert app.conf.id == "shop"  # the consumer group
     process = app.agents["agents.process.process"]
     assert sorted(process.channel.topics) == sorted(f"loyalty.{k}" for k in (
-        "orders", "reviews", "shares", "logins", "members", "redemptions", "admin", "due", "referrals"))
+        "orders", "reviews", "shares", "logins", "members", "redemptions", "admin", "due", "referrals",
+        "reward-replies"))
+    assert sorted(app.agents["agents.rewards.allocate"].channel.topics) == ["loyalty.reward-requests"]
+    assert sorted(app.agents["agents.rewards.forward_catalog"].channel.topics) == [
+        "loyalty.catalog", "loyalty.coupon-codes"]
 
 
 def test_two_apps_live_in_one_process_each_with_its_program_and_store(tmp_path) -> None:

@@ -22,7 +22,7 @@ from stream_app.core.program import (
 )
 from stream_app.core.program_keys import KEYS, TEMPLATES
 from stream_app.settings import DEFAULTS, load_settings
-from topics.catalog import INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
+from topics.catalog import CATALOG_KINDS, INPUT_KINDS, INTERNAL_KINDS, OUTPUT_KINDS, TopicNames
 from topics.validation import load_schema
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,8 +143,32 @@ def test_load_settings_rejects_a_bad_due_tick(value: str) -> None:
 def test_every_topic_is_documented_with_the_default_prefix() -> None:
     text = doc("contracts.md")
     names = TopicNames(DEFAULTS["LOYALTY_TOPIC_PREFIX"])
-    for kind in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS:
+    for kind in INPUT_KINDS + OUTPUT_KINDS + INTERNAL_KINDS + CATALOG_KINDS:
         assert f"`{names.name(kind)}`" in text, kind
+
+
+@pytest.mark.parametrize("kind", CATALOG_KINDS)
+def test_every_catalogue_message_field_and_type_is_documented(kind: str) -> None:
+    text = doc("contracts.md")
+    schema = load_schema(kind)
+    for field in schema["properties"]:
+        assert f"| `{field}` |" in text, f"{kind}.{field}"
+    for message_type in schema["properties"].get("type", {}).get("enum", []):
+        assert f"`{message_type}`" in text, message_type
+
+
+def test_every_rejection_reason_is_documented() -> None:
+    from stream_app.core import redemption, reward_stock
+
+    reasons = set()
+    for module in (redemption, reward_stock):
+        reasons |= set(re.findall(r'(?:reason = |return )"(\w+)"', Path(module.__file__).read_text("utf-8")))
+    reasons -= {"applied", "duplicate_codes"}
+    assert {"out_of_stock", "paused", "price_mismatch", "limit_reached", "tier_required", "not_available",
+            "member_frozen", "insufficient_points", "unknown_reward", "duplicate"} <= reasons
+    rejected = next(line for line in doc("contracts.md").splitlines() if line.startswith("| `redemption_rejected` | 0"))
+    for reason in reasons:
+        assert f"`{reason}`" in rejected, reason
 
 
 def test_every_schema_file_is_linked() -> None:
@@ -327,7 +351,7 @@ def test_packaged_values_in_program_md_match_the_packaged_file() -> None:
 
 
 MINIMAL = {"tiers": {"levels": [{"name": "base", "threshold": 0}]}}
-PER_ELEMENT = ("tiers.levels.", "campaigns.", "notifications.")
+PER_ELEMENT = ("tiers.levels.", "campaigns.", "notifications.", "rewards.catalog.", "rewards.grants.")
 
 
 def test_documented_values_for_absent_keys_are_what_the_loader_uses() -> None:
@@ -361,9 +385,12 @@ def _program_with(key: str, value: object) -> dict:
     """MINIMAL plus one campaign, with `key` (an element key goes into the first element) set to `value`."""
     data = copy.deepcopy(MINIMAL)
     data["campaigns"] = [{"name": "c", "start": "2020-01-01T00:00:00+00:00", "end": "2021-01-01T00:00:00+00:00"}]
+    data["rewards"] = {"catalog": [{"code": "r", "name": "r", "kind": "coupon", "points": 1}],
+                       "grants": [{"reward": "r", "min_tier": "base"}]}
     *tables, name = key.split(".")
-    if key.startswith(("tiers.levels.", "campaigns.")):
-        target = data["tiers"]["levels"][0] if key.startswith("tiers.") else data["campaigns"][0]
+    if key.startswith(("tiers.levels.", "campaigns.", "rewards.catalog.", "rewards.grants.")):
+        target = (data["tiers"]["levels"][0] if key.startswith("tiers.") else data["campaigns"][0]
+                  if key.startswith("campaigns.") else data["rewards"][key.split(".")[1]][0])
     else:
         target = data
         for table in tables:
@@ -383,13 +410,27 @@ def test_documented_lower_bounds_are_the_loader_s() -> None:
             continue
         data = _program_with(key, zero[base])
         if kind in ("duration > 0", "multiplier > 0", "count ≥ 1"):
-            where = key.replace("tiers.levels.", "tiers.levels[0].").replace("campaigns.", "campaigns[0].")
+            where = key
+            for array in ("tiers.levels", "campaigns", "rewards.catalog", "rewards.grants"):
+                where = where.replace(f"{array}.", f"{array}[0].")
             with pytest.raises(ProgramError, match=rf"^{re.escape(where)}: "):
                 program_from_dict(data)
         else:
             program_from_dict(data)
         checked += 1
-    assert checked >= 30
+    assert checked >= 35
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+def test_every_cli_command_is_documented() -> None:
+    from stream_app.cli import build_parser
+
+    text = (ROOT / "README.md").read_text("utf-8") + "".join(doc(p.name) for p in DOCS.glob("*.md"))
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"rewards", "import-codes", "member"} <= set(commands)
+    for command in commands:
+        assert f"loyalty {command}" in text, command
 
 
 # -- http.md ---------------------------------------------------------------------------------------
@@ -470,7 +511,8 @@ def test_the_referral_messages_fields_are_documented():
 def test_every_table_changelog_is_documented_with_the_internal_topics() -> None:
     parts = build_parts(load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": "loyalty"}), load_program(""))
     changelogs = {table.changelog_topic.get_topic_name() for table in parts.app.tables.values()}
-    assert changelogs == {"loyalty-members-changelog", "loyalty-devices-changelog", "loyalty-member-index-changelog"}
+    assert changelogs == {"loyalty-members-changelog", "loyalty-devices-changelog", "loyalty-member-index-changelog",
+                          "loyalty-rewards-changelog"}
     internal = doc("contracts.md").split("## Keys and values")[0]
     for name in changelogs:
         assert f"`{name}`" in internal and f"`<LOYALTY_APP_ID>{name.removeprefix('loyalty')}`" in internal

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 import topics.validation
-from topics.validation import INPUT_KINDS, OUTPUT_KINDS, load_schema, validate_output
+from topics.validation import CATALOG_KINDS, INPUT_KINDS, OUTPUT_KINDS, load_schema, validate_output
 
 SCHEMA_DIR = Path(topics.validation.__file__).parent / "schemas"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -29,11 +29,11 @@ REQUIRED_FIELD = {"rewards": "balance", "notifications": "priority", "dead-lette
 
 
 def test_schema_directory_holds_exactly_the_topic_schemas() -> None:
-    assert sorted(p.stem for p in SCHEMA_DIR.glob("*.json")) == sorted(INPUT_KINDS + OUTPUT_KINDS)
+    assert sorted(p.stem for p in SCHEMA_DIR.glob("*.json")) == sorted(INPUT_KINDS + OUTPUT_KINDS + CATALOG_KINDS)
     assert [p.name for p in SCHEMA_DIR.iterdir() if p.suffix != ".json"] == []
 
 
-@pytest.mark.parametrize("name", INPUT_KINDS + OUTPUT_KINDS)
+@pytest.mark.parametrize("name", INPUT_KINDS + OUTPUT_KINDS + CATALOG_KINDS)
 def test_schema_is_a_compilable_draft_07_schema(name: str) -> None:
     schema = load_schema(name)
     assert schema == orjson.loads((SCHEMA_DIR / f"{name}.json").read_bytes())
@@ -64,7 +64,7 @@ def test_dead_letter_codes() -> None:
     assert load_schema("dead-letters")["properties"]["error"]["enum"] == [
         "invalid_json", "not_an_object", "schema_violation", "key_mismatch", "unknown_type", "oversized",
         "missing_value", "invalid_key", "occurred_at_out_of_range", "processing_error", "output_too_large",
-        "stale"]
+        "stale", "unknown_reward"]
 
 
 def test_unknown_schema_name_is_refused() -> None:

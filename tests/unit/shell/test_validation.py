@@ -45,6 +45,8 @@ VALID = [
     ("members", event("member_updated", birthday=None)),
     ("members", event("member_erased")),
     ("redemptions", event("redemption_requested", redemption_id="red-1", points=10**9, reward_code="COUPON-10")),
+    ("redemptions", event("redemption_requested", redemption_id="red-2", reward_code="VOUCHER-5", quantity=2)),
+    ("redemptions", event("redemption_cancelled", redemption_id="red-1")),
     ("admin", event("member_frozen", operator_id="op-1", reason="fraud review")),
     ("admin", event("member_unfrozen", operator_id="op-1", reason="cleared")),
     ("admin", event("points_adjusted", operator_id="op-1", reason="goodwill", points=-250)),
@@ -269,7 +271,7 @@ def test_malformed_message_is_rejected(kind: str, key: bytes | None, value: byte
 
 
 def test_every_dead_letter_code_of_the_validator_has_a_case() -> None:
-    agents_own = {"processing_error", "output_too_large", "stale"}
+    agents_own = {"processing_error", "output_too_large", "stale", "unknown_reward"}
     assert {c[4] for c in MALFORMED + GRAMMAR} == CODES - agents_own
 
 
