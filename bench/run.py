@@ -261,6 +261,12 @@ class ServiceWorker(WorkerProcess):
     def wait_ready(self, timeout: float = 90, poll: float = 0.1) -> float:
         return super().wait_ready(timeout, poll)
 
+    def at_port(self, port: int) -> ServiceWorker:
+        """Serve on `port` (a restarted worker keeps its address: with static membership the group hands
+        it its previous assignment, whose metadata names that address; Faust's assignor asserts it)."""
+        self.port, self.env["LOYALTY_WEB_PORT"] = port, str(port)
+        return self
+
     def metric_sum(self, name: str) -> float | None:
         status, body = self.get("/metrics")
         if status != 200 or not isinstance(body, str):
@@ -579,7 +585,8 @@ def peer_latency(args, tag: str, prefix: str, work: Path, contender: str, seed: 
 
 # -- recovery ---------------------------------------------------------------------------------------------------
 
-def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids: list[str]) -> list[dict]:
+def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids: list[str],
+             port: int) -> list[dict]:
     env = service_env(args, tag, prefix)
     results = []
     fresh_dir = work / "service-data-fresh"
@@ -588,6 +595,8 @@ def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids:
                                       ("fresh worker, empty data dir (rebuild from changelog)", fresh_dir,
                                        "service-fresh.log")):
         worker = ServiceWorker(env, data_dir, work / log_name)
+        if data_dir == kept_dir:
+            worker.at_port(port)
         worker.spawn()
         sampler = Sampler(worker.proc.pid)
         sampler.start()
@@ -915,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
                     save(report, work, args)
                     worker.wait_processed(args.events + extra, timeout=1800)  # drained before the next rate
             report["service_stop"] = worker.stop_timed()
-            worker = None
+            port, worker = worker.port, None
             changelog = f"{tag}-service-members-changelog"
             report["changelog_records"] = asyncio.run(end_offsets(args.bootstrap, [changelog]))[changelog]
             report["outputs"] = asyncio.run(end_offsets(args.bootstrap, [f"{prefix}rewards",
@@ -924,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_recovery:
                 probes = sorted({key.decode() for _, key, _ in generate(args.members, 20, args.seed, DEFAULT_MIX,
                                                                         0, 1.0)})
-                report["recovery"] = recovery(args, tag, prefix, work, work / "service-data", probes)
+                report["recovery"] = recovery(args, tag, prefix, work, work / "service-data", probes, port)
                 save(report, work, args)
 
         if not args.skip_latency:

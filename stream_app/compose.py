@@ -16,7 +16,7 @@ from agents import devices as device_agent
 from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents.emit import Emitter
-from stream_app import faust_compat, web
+from stream_app import faust_compat, runtime, web
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
@@ -74,6 +74,8 @@ def faust_app(settings: Settings) -> faust.App:
         producer_max_request_size=MAX_RECORD_BYTES,  # 1 MiB: the largest record sent, as the broker's default limit
         producer_request_timeout=30.0,  # a failed delivery surfaces (and is retried) after 30 s, not Faust's 20 min
         autodiscover=False,
+        Monitor=runtime.QuietMonitor,  # no per-message bookkeeping for Faust's own /stats pages (not served)
+        cython_optimizations=True,  # faust-streaming's repaired Cython fast paths (stream iterator, conductor)
     )
 
 
@@ -118,6 +120,7 @@ def build_app(settings: Settings, program: Program) -> Wired:
                   due_work=schedule.register(app, parts), observer=observe.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
+    runtime.register(app)
     web.register(app, parts)
     faust_compat.drop_builtin_pages(app)
 
