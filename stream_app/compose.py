@@ -83,6 +83,7 @@ def build_parts(settings: Settings, program: Program) -> Parts:
     """Every part of one deployment, unregistered."""
     faust_compat.check()
     faust_compat.keep_delivered_on_resume()
+    faust_compat.fast_hand_off()
     app = faust_app(settings)
     names = TopicNames(settings.topic_prefix)
     outgoing = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
