@@ -97,6 +97,8 @@ def register(app: faust.App) -> None:
         await freeze_after_recovery(app)
 
     async def loop_lag() -> None:
+        loop = asyncio.get_running_loop()
+        log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
         await measure_loop_lag()
 
     app.task(freeze)
