@@ -262,8 +262,8 @@ class ServiceWorker(WorkerProcess):
         return super().wait_ready(timeout, poll)
 
     def at_port(self, port: int) -> ServiceWorker:
-        """Serve on `port` (a restarted worker keeps its address: with static membership the group hands
-        it its previous assignment, whose metadata names that address; Faust's assignor asserts it)."""
+        """Serve on `port` (a worker taking over the static member identity keeps its address: the group
+        hands it the previous assignment, whose metadata names that address; Faust's assignor asserts it)."""
         self.port, self.env["LOYALTY_WEB_PORT"] = port, str(port)
         return self
 
@@ -325,7 +325,10 @@ def rate_from_samples(samples: list[tuple[float, float]], target: int) -> dict:
 def service_env(args, tag: str, prefix: str) -> dict[str, str]:
     env = {"LOYALTY_BROKER": f"kafka://{args.bootstrap}", "LOYALTY_APP_ID": f"{tag}-service",
            "LOYALTY_TOPIC_PREFIX": prefix, "LOYALTY_PARTITIONS": str(args.partitions),
-           "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1"}
+           "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1",
+           # One static member identity for every service worker of the run: the recovery runs take over
+           # the stopped worker's place at once instead of waiting out its session (60 s) for a rebalance.
+           "LOYALTY_WORKER_NAME": f"{tag}-service"}
     if args.order_grace:
         env["LOYALTY_ORDER_GRACE"] = args.order_grace
     return env
@@ -594,9 +597,7 @@ def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids:
     for label, data_dir, log_name in (("restart, RocksDB data dir kept", kept_dir, "service-restart.log"),
                                       ("fresh worker, empty data dir (rebuild from changelog)", fresh_dir,
                                        "service-fresh.log")):
-        worker = ServiceWorker(env, data_dir, work / log_name)
-        if data_dir == kept_dir:
-            worker.at_port(port)
+        worker = ServiceWorker(env, data_dir, work / log_name).at_port(port)
         worker.spawn()
         sampler = Sampler(worker.proc.pid)
         sampler.start()
