@@ -1,6 +1,7 @@
 """What Faust costs per event on this machine, against which the service's figures should be read.
 
     .venv/bin/python -m bench.floor [--events 200000]     # needs `make up`; about 3 minutes
+    .venv/bin/python -m bench.floor --modes events --runtime uvloop,monitor   # the empty agent, tuned
 
 Produces `--events` small keyed messages (~90 bytes, 10,000 keys, 8 partitions) to a fresh topic,
 then runs bench/floor_app.py once per mode, each a fresh Faust worker with a fresh group, and
@@ -48,11 +49,14 @@ async def fill(bootstrap: str, topic: str, events: int) -> None:
         await producer.stop()
 
 
-def run_mode(mode: str, topic: str, events: int, work: Path) -> float | None:
-    tag = f"{topic}-{mode}"  # the app id, hence its changelog topic, names the input topic: deleted with it
+def run_mode(mode: str, topic: str, events: int, work: Path, runtime: str = "") -> tuple[float, float] | None:
+    """(events/s from the first event to the last, CPU µs of the worker process per event), None if it failed."""
+    # the app id, hence its changelog topic, names the input topic: deleted with it
+    tag = f"{topic}-{mode}-{runtime.replace(',', '-')}"
     result = work / f"{mode}.rate"
     env = {**os.environ, "FLOOR_MODE": mode, "FLOOR_EVENTS": str(events), "FLOOR_TOPIC": topic,
            "FLOOR_TAG": tag, "FLOOR_RESULT": str(result), "FLOOR_DATA": str(work / tag), "FLOOR_PORT": "6198",
+           "FLOOR_RUNTIME": runtime,
            "PYTHONPATH": str(ROOT)}
     with open(work / f"{mode}.log", "w") as log:
         try:
@@ -60,7 +64,10 @@ def run_mode(mode: str, topic: str, events: int, work: Path) -> float | None:
                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False)
         except subprocess.TimeoutExpired:
             return None
-    return float(result.read_text()) if result.exists() else None
+    if not result.exists():
+        return None
+    rate, cpu_us = result.read_text().split()
+    return float(rate), float(cpu_us)
 
 
 def core_rate(events: int) -> float:
@@ -92,23 +99,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes (default: all)")
+    parser.add_argument("--runtime", action="append", default=None, metavar="LIST",
+                        help="the service's runtime settings to add (bench/floor_app.py FLOOR_RUNTIME), e.g. "
+                             "uvloop,monitor; repeat for several runs of each mode, '' for none (default: none)")
+    parser.add_argument("--no-core", action="store_true", help="leave out the core-alone row")
     args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if set(modes) - set(MODES):
+        parser.error(f"--modes takes {','.join(MODES)}")
+    runtimes = args.runtime or [""]
     topic = f"floor{uuid.uuid4().hex[:8]}"
     rows = []
     with tempfile.TemporaryDirectory(prefix="floor-") as tmp:
         work = Path(tmp)
         asyncio.run(fill(args.bootstrap, topic, args.events))
         try:
-            for mode, what in MODES.items():
-                rate = run_mode(mode, topic, args.events, work)
-                rows.append((mode, what, rate))
-                print(f"{mode}: {rate or 'failed'}", file=sys.stderr, flush=True)
+            for runtime in runtimes:
+                for mode in modes:
+                    rate = run_mode(mode, topic, args.events, work, runtime)
+                    label = f"{mode} + {runtime}" if runtime else mode
+                    rows.append((label, MODES[mode], rate))
+                    print(f"{label}: {rate or 'failed'}", file=sys.stderr, flush=True)
         finally:
             asyncio.run(delete_topics(args.bootstrap, topic))
-    rows.append(("core", "the service's loyalty core alone (decode, validate, apply, encode)", core_rate(100_000)))
-    print("| mode | per event | events/s | µs/event |\n|---|---|---:|---:|")
-    for mode, what, rate in rows:
-        figures = f"{rate:,.0f} | {1e6 / rate:.0f}" if rate else "failed |"
+    if not args.no_core:
+        rate = core_rate(100_000)
+        rows.append(("core", "the service's loyalty core alone (decode, validate, apply, encode)", (rate, 1e6 / rate)))
+    print("| mode | per event | events/s | µs/event (wall) | CPU µs/event |\n|---|---|---:|---:|---:|")
+    for mode, what, result in rows:
+        figures = f"{result[0]:,.0f} | {1e6 / result[0]:.0f} | {result[1]:.0f}" if result else "failed | |"
         print(f"| `{mode}` | {what} | {figures} |")
     return 0
 

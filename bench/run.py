@@ -54,11 +54,12 @@ from stream_app.settings import load_kafka_security  # noqa: E402
 from stream_app.worker_process import WorkerProcess  # noqa: E402
 from topics.catalog import INPUT_KINDS  # noqa: E402
 
-CONTENDERS = ("service", "baseline", "quix")
+CONTENDERS = ("service", "baseline", "quix", "fair")
+PEERS = ("baseline", "quix", "fair")
 SAMPLE_EVERY_S = 0.5
 STALL_S = 180.0  # no progress for this long aborts a contender
 READY_LIMIT_S = 1800.0  # recovery: a worker not ready by then is reported as such
-TARGETS = {"ratio_baseline": 0.5, "p99_ms": 250.0, "recovery_s": 60.0, "rss_bytes": 1 << 30}
+TARGETS = {"ratio_baseline": 0.5, "ratio_fair": 0.5, "p99_ms": 250.0, "recovery_s": 60.0, "rss_bytes": 1 << 30}
 #: The bench's own clients connect like the service (LOYALTY_KAFKA_*); the workers and peers inherit them.
 KAFKA = client_options(load_kafka_security())
 
@@ -236,10 +237,14 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
 # -- workload -------------------------------------------------------------------------------------------
 
 def produce_workload(args, prefix: str) -> dict:
-    """The throughput workload: events spaced 1 ms apart, ending about a minute ago."""
-    step_ms = 1.0
-    start_ms = int(time.time() * 1000) - int(args.events * step_ms) - 60_000
-    messages = generate(args.members, args.events, args.seed, DEFAULT_MIX, start_ms, step_ms)
+    """The throughput workload: events spaced 1 ms apart, ending about a minute ago; or (`--workload
+    year`) a year of a platform ending a minute ago (bench/year.py)."""
+    if args.workload == "year":
+        messages = args.plan.messages()
+    else:
+        step_ms = 1.0
+        start_ms = int(time.time() * 1000) - int(args.events * step_ms) - 60_000
+        messages = generate(args.members, args.events, args.seed, DEFAULT_MIX, start_ms, step_ms)
     progress = Progress(args.events, interval=10.0)
     delivery = asyncio.run(produce(messages, args.bootstrap, prefix, None, progress, client_options=KAFKA))
     progress.finish(delivery.sent)
@@ -255,6 +260,12 @@ class ServiceWorker(WorkerProcess):
 
     def wait_ready(self, timeout: float = 90, poll: float = 0.1) -> float:
         return super().wait_ready(timeout, poll)
+
+    def at_port(self, port: int) -> ServiceWorker:
+        """Serve on `port` (a worker taking over the static member identity keeps its address: the group
+        hands it the previous assignment, whose metadata names that address; Faust's assignor asserts it)."""
+        self.port, self.env["LOYALTY_WEB_PORT"] = port, str(port)
+        return self
 
     def metric_sum(self, name: str) -> float | None:
         status, body = self.get("/metrics")
@@ -314,7 +325,10 @@ def rate_from_samples(samples: list[tuple[float, float]], target: int) -> dict:
 def service_env(args, tag: str, prefix: str) -> dict[str, str]:
     env = {"LOYALTY_BROKER": f"kafka://{args.bootstrap}", "LOYALTY_APP_ID": f"{tag}-service",
            "LOYALTY_TOPIC_PREFIX": prefix, "LOYALTY_PARTITIONS": str(args.partitions),
-           "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1"}
+           "LOYALTY_STORE": "rocksdb://", "LOYALTY_WEB_HOST": "127.0.0.1",
+           # One static member identity for every service worker of the run: the recovery runs take over
+           # the stopped worker's place at once instead of waiting out its session (60 s) for a rebalance.
+           "LOYALTY_WORKER_NAME": f"{tag}-service"}
     if args.order_grace:
         env["LOYALTY_ORDER_GRACE"] = args.order_grace
     return env
@@ -350,8 +364,45 @@ def service_throughput(args, tag: str, prefix: str, work: Path) -> tuple[Service
               "startup_to_first_s": (rate["first_at"] - worker.spawned_at) if rate["first_at"] else None,
               "drain_s": samples[-1][0] - worker.spawned_at, "peak_rss": sampler.peak_rss,
               "cpu_s": sampler.cpu_between(rate["first_at"], rate["last_at"]) if rate["events_per_s"] else None,
-              "outcomes": outcome_counts(worker, inputs_only=True), "profile": bool(args.profile)}
+              "outcomes": outcome_counts(worker, inputs_only=True), "profile": bool(args.profile),
+              **runtime_figures(worker)}
     return worker, result
+
+
+def runtime_figures(worker: ServiceWorker) -> dict:
+    """Collector time and loop lag so far (stream_app/runtime.py metrics; absent before them), and how often
+    Faust's timers logged that they woke up too late."""
+    status, body = worker.get("/metrics")
+    out: dict = {"timer_late_warnings": worker.log_path.read_text(errors="replace").count("woke up too late")}
+    if status != 200 or not isinstance(body, str):
+        return out
+    gc_s = worker.metric_sum("loyalty_gc_pause_seconds_sum")
+    out["gc_s"] = gc_s
+    buckets = sorted((float(m.group(1)), float(m.group(2))) for m in re.finditer(
+        r'^loyalty_event_loop_lag_seconds_bucket\{le="([^"+]+)"\} (\S+)$', body, re.M))
+    total = worker.metric_sum("loyalty_event_loop_lag_seconds_count")
+    if buckets and total:
+        out["loop_lag_p99_le"] = next((le for le, n in buckets if n >= 0.99 * total), None)
+        out["loop_lag_over_50ms"] = total - next((n for le, n in buckets if le >= 0.05), total)
+        out["loop_lag_samples"] = total
+    return out
+
+
+def year_figures(args, tag: str, prefix: str, worker: ServiceWorker, report: dict) -> int:
+    """The long-history figures on the worker after its throughput run; returns the events it sent."""
+    from bench import long_history
+
+    plan = args.plan
+    year = report["year"] = {"plan": {"scale": args.scale, "heavy": plan.heavy, "light": plan.light,
+                                      "events": plan.events}}
+    time.sleep(3)  # the writer's last batch reaches the changelog
+    changelog = f"{tag}-service-members-changelog"
+    log(f"reading {changelog}")
+    year["changelog"] = asyncio.run(long_history.changelog_sizes(args.bootstrap, changelog, plan, KAFKA))
+    log(f"changelog: {year['changelog']['bytes'] / args.events:,.0f} bytes per input event; states "
+        f"{year['changelog']['all']}")
+    year["probes"] = long_history.probe_cpu(worker, plan, args.bootstrap, prefix, args.probe_events, KAFKA, log)
+    return sum(row["events"] for row in year["probes"]["rows"])
 
 
 def outcome_counts(worker: ServiceWorker, by: str = "outcome", inputs_only: bool = False) -> dict[str, float]:
@@ -379,13 +430,14 @@ def peer_config(args, tag: str, prefix: str, work: Path, contender: str, mode: s
             "reset": "earliest" if mode == "throughput" else "latest",
             "stop_after": args.events if mode == "throughput" else 0,
             "state_dir": str(work / f"{contender}-{mode}-state"), "commit_interval": 1.0,
+            "partitions": args.partitions,
             "result": str(work / f"{contender}-{mode}.json")}
 
 
 def spawn_peer(contender: str, cfg: dict, work: Path) -> subprocess.Popen:
     path = work / f"{contender}-{cfg['group']}.cfg.json"
     path.write_bytes(orjson.dumps(cfg))
-    module = {"baseline": "bench.baseline", "quix": "bench.quix_peer"}[contender]
+    module = {"baseline": "bench.baseline", "quix": "bench.quix_peer", "fair": "bench.fair"}[contender]
     log_file = open(work / f"{contender}.log", "ab")  # noqa: SIM115 - the child keeps it
     return subprocess.Popen([sys.executable, "-m", module, str(path)], cwd=ROOT, stdout=log_file,
                             stderr=subprocess.STDOUT)
@@ -435,9 +487,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank]
 
 
-async def measure_latency(args, prefix: str, out_topic: str, seed: int) -> dict:
-    """Offer `latency_rate` events/s for `latency_seconds`; time each from its hand-over to the
-    producer until the first reward naming it as `source_event_id` arrives on `out_topic`."""
+async def measure_latency(args, prefix: str, out_topic: str, seed: int, rate: float | None = None) -> dict:
+    """Offer `rate` (default: the first --latency-rate) events/s for `latency_seconds`; time each from its
+    hand-over to the producer until the first reward naming it as `source_event_id` arrives on `out_topic`."""
+    rate = rate or args.latency_rate
     consumer = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=10, client_id="bench-latency", **KAFKA)
     await consumer.start()
@@ -462,18 +515,18 @@ async def measure_latency(args, prefix: str, out_topic: str, seed: int) -> dict:
 
         collector = asyncio.create_task(collect())
         warmup_sent = await _warm_up(args, prefix, seed, arrivals)
-        n = int(args.latency_rate * args.latency_seconds)
+        n = int(rate * args.latency_seconds)
         sent_at = [0.0] * n
         start_ms = int(time.time() * 1000)
 
         def messages():
             for i, message in enumerate(generate(args.members, n, seed, DEFAULT_MIX, start_ms,
-                                                 1000 / args.latency_rate)):
+                                                 1000 / rate)):
                 sent_at[i] = time.time()
                 yield message
 
-        log(f"latency: offering {args.latency_rate}/s for {args.latency_seconds}s to {prefix}* -> {out_topic}")
-        delivery = await produce(messages(), args.bootstrap, prefix, args.latency_rate, client_options=KAFKA)
+        log(f"latency: offering {rate}/s for {args.latency_seconds}s to {prefix}* -> {out_topic}")
+        delivery = await produce(messages(), args.bootstrap, prefix, rate, client_options=KAFKA)
         ids = [f"lg-{seed}-{i}" for i in range(n)]
         # drain: until no new matched arrival for 5 s (at most 120 s)
         deadline, seen, quiet_since = time.monotonic() + 120, -1, time.monotonic()
@@ -535,7 +588,8 @@ def peer_latency(args, tag: str, prefix: str, work: Path, contender: str, seed: 
 
 # -- recovery ---------------------------------------------------------------------------------------------------
 
-def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids: list[str]) -> list[dict]:
+def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids: list[str],
+             port: int) -> list[dict]:
     env = service_env(args, tag, prefix)
     results = []
     fresh_dir = work / "service-data-fresh"
@@ -543,11 +597,11 @@ def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids:
     for label, data_dir, log_name in (("restart, RocksDB data dir kept", kept_dir, "service-restart.log"),
                                       ("fresh worker, empty data dir (rebuild from changelog)", fresh_dir,
                                        "service-fresh.log")):
-        worker = ServiceWorker(env, data_dir, work / log_name)
+        worker = ServiceWorker(env, data_dir, work / log_name).at_port(port)
         worker.spawn()
         sampler = Sampler(worker.proc.pid)
         sampler.start()
-        ready_s, found, members = None, 0, None
+        ready_s, found, members, schedule_s = None, 0, None, None
         try:
             try:
                 ready_s = worker.wait_ready(timeout=READY_LIMIT_S)
@@ -557,6 +611,7 @@ def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids:
                                 "members": None, "peak_rss": sampler.peak_rss, "stop": None,
                                 "note": f"not ready after {READY_LIMIT_S:.0f} s"})
                 continue
+            schedule_s = schedule_rebuilt_s(worker)
             found = sum(1 for m in probe_ids if worker.member(m) is not None)
             members = None
             deadline = time.monotonic() + 45
@@ -576,8 +631,20 @@ def recovery(args, tag: str, prefix: str, work: Path, kept_dir: Path, probe_ids:
         log(f"recovery [{label}]: ready after {ready_s:.1f}s; probes found {found}/{len(probe_ids)}; "
             f"members {members}")
         results.append({"scenario": label, "ready_s": ready_s, "probes_found": found, "probes": len(probe_ids),
-                        "members": members, "peak_rss": sampler.peak_rss, "stop": stopped})
+                        "members": members, "peak_rss": sampler.peak_rss, "stop": stopped,
+                        "schedule_s": schedule_s})
     return results
+
+
+def schedule_rebuilt_s(worker: ServiceWorker, timeout: float = READY_LIMIT_S) -> float | None:
+    """Seconds from the worker's start until it logged `due schedule rebuilt` (its first due tick after
+    the tables are recovered; polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.alive():
+        if "due schedule rebuilt" in worker.log_path.read_text(errors="replace"):
+            return time.time() - worker.spawned_at
+        time.sleep(0.1)
+    return None
 
 
 # -- report -------------------------------------------------------------------------------------------------------
@@ -603,18 +670,20 @@ def render(report: dict) -> str:
     thr = report["throughput"]
     base = thr.get("baseline", {}).get("events_per_s")
     quix = thr.get("quix", {}).get("events_per_s")
+    fair = thr.get("fair", {}).get("events_per_s")
     if "workload" not in report:
         return f"Run {report['started']} failed before the workload was produced: {report.get('error')}\n"
     lines = [f"Run {report['started']} (UTC), commit `{m['commit']}`, tag `{report['tag']}`.", "",
-             f"Workload: {a['events']:,} events over {a['members']:,} members, seed {a['seed']}, mix "
-             + ", ".join(f"{k} {v:g}%" for k, v in DEFAULT_MIX.items())
+             f"Workload: {a['events']:,} events over {a['members']:,} members, seed {a['seed']}, "
+             + (f"a year of a platform at scale {a['scale']:g} (bench/year.py)" if a.get("workload") == "year" else
+                "mix " + ", ".join(f"{k} {v:g}%" for k, v in DEFAULT_MIX.items()))
              + f"; {a['partitions']} partitions per input topic; produced in "
              f"{report['workload']['seconds']:.1f} s before any measurement.", "",
              "### Throughput (each contender alone, from the beginning, fresh group and state)", "",
-             "| contender | events/s | vs baseline | vs Quix | CPU ms/event | peak RSS | start to first event "
-             "| start to last event |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in ("service", "baseline", "quix"):
+             "| contender | events/s | vs baseline | vs Quix | vs fair ceiling | CPU ms/event | peak RSS "
+             "| start to first event | start to last event |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in CONTENDERS:
         r = thr.get(name)
         if not r:
             continue
@@ -624,16 +693,27 @@ def render(report: dict) -> str:
         lines.append(
             f"| {name} | {fmt_rate(eps)} | {f'{eps / base:.2f}' if eps and base else 'n/a'} | "
             f"{f'{eps / quix:.2f}' if eps and quix else 'n/a'} | "
+            f"{f'{eps / fair:.2f}' if eps and fair else 'n/a'} | "
             f"{f'{cpu / events * 1000:.3f}' if cpu else 'n/a'} | {fmt_mib(r.get('peak_rss'))} | "
             f"{fmt_s(r.get('startup_to_first_s'))} | {fmt_s(r.get('drain_s'))} |")
     svc = thr.get("service")
     if svc and svc.get("outcomes"):
         lines += ["", "Service outcomes: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(svc["outcomes"].items()))
                   + "."]
+    if svc and "timer_late_warnings" in svc:
+        events = svc.get("window_events") or a["events"]
+        lines += ["", "Service runtime: "
+                  + (f"garbage collector {svc['gc_s'] / a['events'] * 1e6:.1f} µs per event"
+                     if svc.get("gc_s") is not None else "garbage collector not timed")
+                  + (f"; event-loop lag p99 ≤ {svc['loop_lag_p99_le'] * 1000:g} ms, "
+                     f"{svc['loop_lag_over_50ms']:,.0f} of {svc['loop_lag_samples']:,.0f} wake-ups over 50 ms"
+                     if svc.get("loop_lag_p99_le") is not None else "; loop lag not measured")
+                  + f"; Faust timers late {svc['timer_late_warnings']:,} times (over {events:,.0f} events)."]
     if report.get("outputs"):
         lines += ["Messages written: " + ", ".join(f"`{k}` {v:,}" for k, v in report["outputs"].items()) + "."]
     if report.get("latency"):
-        lines += ["", f"### End-to-end latency at {a['latency_rate']:,.0f} events/s offered for "
+        rates = " and ".join(f"{r:,.0f}" for r in a.get("latency_rates") or [a["latency_rate"]])
+        lines += ["", f"### End-to-end latency at {rates} events/s offered for "
                       f"{a['latency_seconds']:g} s", "",
                   "From the event's hand-over to the producer (load generator, linger 10 ms, acks=1) to the "
                   "first reward naming it (`source_event_id`) arriving at a consumer of the output topic. "
@@ -648,14 +728,17 @@ def render(report: dict) -> str:
             lines.append(f"| {name} | {r['state']} | {r['offered_per_s']:,.0f} | {r['sent']:,} | {r['matched']:,} | "
                          f"{fmt_ms(r['p50_ms'])} | {fmt_ms(r['p95_ms'])} | {fmt_ms(r['p99_ms'])} | "
                          f"{fmt_ms(r['max_ms'])} | {fmt_mib(r.get('peak_rss'))} |")
+    lines += long_history_lines(report)
     if report.get("recovery"):
         lines += ["", "### Recovery of the service (process start to GET /ready 200)", "",
                   f"Members-table changelog: {report.get('changelog_records', 0):,} records.", "",
-                  "| scenario | start to ready | members in table | probe members found | peak RSS |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| scenario | start to ready | start to due schedule rebuilt | members in table | "
+                  "probe members found | peak RSS |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for r in report["recovery"]:
             members = f"{r['members']:,.0f}" if r["members"] else "n/a"
-            lines.append(f"| {r['scenario']} | {fmt_s(r['ready_s']) if r['ready_s'] else r.get('note')} | {members} | "
+            lines.append(f"| {r['scenario']} | {fmt_s(r['ready_s']) if r['ready_s'] else r.get('note')} | "
+                         f"{fmt_s(r.get('schedule_s'))} | {members} | "
                          f"{r['probes_found']}/{r['probes']} | {fmt_mib(r['peak_rss'])} |")
     if report.get("error"):
         lines += ["", f"**The run failed:** {report['error'][:500]}"]
@@ -673,6 +756,14 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def long_history_lines(report: dict) -> list[str]:
+    if not report.get("year"):
+        return []
+    from bench import long_history
+
+    return long_history.render(report)
+
+
 def targets(report: dict) -> list[tuple[str, str, str]]:
     thr = report["throughput"]
     out = []
@@ -681,6 +772,10 @@ def targets(report: dict) -> list[tuple[str, str, str]]:
         ratio = svc / base
         out.append(("service ≥ 50% of the plain aiokafka baseline", f"{ratio:.0%}",
                     "yes" if ratio >= TARGETS["ratio_baseline"] else "**no**"))
+    fair = thr.get("fair", {}).get("events_per_s")
+    if svc and fair:
+        out.append(("service ≥ 50% of the fair ceiling (aiokafka loop running the same core)", f"{svc / fair:.0%}",
+                    "yes" if svc / fair >= TARGETS["ratio_fair"] else "**no**"))
     if svc and quix:
         out.append(("service ahead of Quix Streams", f"{svc / quix:.2f}×", "yes" if svc > quix else "**no**"))
     lat = report.get("latency", {}).get("service")
@@ -710,8 +805,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=int(os.environ.get("LOYALTY_PARTITIONS") or 8))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--only", default=",".join(CONTENDERS),
-                   help="comma-separated contenders among service,baseline,quix (default: all)")
-    p.add_argument("--latency-rate", type=float, default=2000.0)
+                   help="comma-separated contenders among service,baseline,quix,fair (default: all)")
+    p.add_argument("--workload", choices=("default", "year"), default="default",
+                   help="default: --events over --members, 1 ms apart; year: a year of a platform (bench/year.py)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="--workload year: multiplies its 20,000 heavy and 200,000 light members")
+    p.add_argument("--probe-events", type=int, default=3000,
+                   help="--workload year: events per history bucket of the CPU-per-event probes")
+    p.add_argument("--latency-rate", default="",
+                   help="offered events/s of the latency runs, comma-separated (default 2000; year: 2000,5000)")
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-recovery", action="store_true")
@@ -729,9 +831,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "to the work dir; distorts the service's figures a little)")
     args = p.parse_args(argv)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    try:
+        args.latency_rates = [float(r) for r in (args.latency_rate or ("2000,5000" if args.workload == "year"
+                                                                       else "2000")).split(",") if r.strip()]
+    except ValueError:
+        p.error("--latency-rate takes numbers, comma-separated")
+    if not args.latency_rates or min(args.latency_rates) <= 0:
+        p.error("--latency-rate must be positive")
+    args.latency_rate = args.latency_rates[0]
+    if args.workload == "year":
+        from bench.year import YearPlan
+
+        args.plan = YearPlan.at_scale(args.scale, args.seed, int(time.time() * 1000) - 60_000)
+        args.events, args.members = args.plan.events, args.plan.members
     unknown = set(args.only) - set(CONTENDERS)
     if unknown or not args.only:
         p.error(f"--only takes {','.join(CONTENDERS)}; got {','.join(sorted(unknown)) or 'nothing'}")
+    if args.scale <= 0 or args.probe_events < 1:
+        p.error("--scale and --probe-events must be positive")
     if args.events < 1 or args.members < 1 or args.partitions < 1:
         p.error("--events, --members and --partitions must be positive")
     return args
@@ -757,20 +874,22 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"{tag}."
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
     report: dict = {"tag": tag, "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-                    "args": {k: v for k, v in vars(args).items() if k not in ("doc", "json")},
+                    "args": {k: v for k, v in vars(args).items() if k not in ("doc", "json", "plan")},
                     "machine": machine_info(), "load_start": loadavg(), "throughput": {}, "latency": {},
                     "command": ".venv/bin/python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])}
     log(f"tag {tag}, work dir {work}, topics {prefix}*")
     worker: ServiceWorker | None = None
     try:
         inputs = [f"{prefix}{k}" for k in INPUT_KINDS]
-        outputs = [f"{prefix}{c}-rewards" for c in ("baseline", "quix") if c in args.only]
+        outputs = [f"{prefix}{c}-rewards" for c in PEERS if c in args.only]
+        if "fair" in args.only:
+            outputs += [f"{prefix}fair-rewards-notifications", f"{prefix}fair-rewards-changelog"]
         asyncio.run(create_topics(args.bootstrap, inputs + outputs, args.partitions))
         log(f"producing {args.events:,} events over {args.members:,} members")
         report["workload"] = produce_workload(args, prefix)
         log(f"produced in {report['workload']['seconds']:.1f}s")
 
-        for contender in ("baseline", "quix"):
+        for contender in PEERS:
             if contender in args.only:
                 log(f"{contender}: throughput")
                 report["throughput"][contender] = r = peer_throughput(args, tag, prefix, work, contender)
@@ -786,21 +905,27 @@ def main(argv: list[str] | None = None) -> int:
             log(f"service: {fmt_rate(r['events_per_s'])} events/s, peak RSS {fmt_mib(r['peak_rss'])}")
             save(report, work, args)
             extra = 0
-            if not args.skip_latency:
-                sampler = Sampler(worker.proc.pid)
-                sampler.start()
-                try:
-                    lat = asyncio.run(measure_latency(args, prefix, f"{prefix}rewards", args.seed + 1))
-                finally:
-                    sampler.stop()
-                report["latency"]["service"] = {**lat, "peak_rss": sampler.peak_rss,
-                                                "state": f"warm ({args.members:,} members after the throughput run)"}
-                extra = lat["sent"] + lat["warmup_sent"]
-                log(f"service latency: p50 {fmt_ms(lat['p50_ms'])}, p99 {fmt_ms(lat['p99_ms'])}")
+            if args.workload == "year":
+                extra = year_figures(args, tag, prefix, worker, report)
                 save(report, work, args)
-            worker.wait_processed(args.events + extra, timeout=900)  # drained before it stops
+            if not args.skip_latency:
+                for i, rate in enumerate(args.latency_rates):
+                    sampler = Sampler(worker.proc.pid)
+                    sampler.start()
+                    try:
+                        lat = asyncio.run(measure_latency(args, prefix, f"{prefix}rewards", args.seed + 1 + 10 * i,
+                                                          rate))
+                    finally:
+                        sampler.stop()
+                    name = "service" if i == 0 else f"service @{rate:,.0f}/s"
+                    report["latency"][name] = {**lat, "peak_rss": sampler.peak_rss,
+                                               "state": f"warm ({args.members:,} members after the throughput run)"}
+                    extra += lat["sent"] + lat["warmup_sent"]
+                    log(f"service latency at {rate:,.0f}/s: p50 {fmt_ms(lat['p50_ms'])}, p99 {fmt_ms(lat['p99_ms'])}")
+                    save(report, work, args)
+                    worker.wait_processed(args.events + extra, timeout=1800)  # drained before the next rate
             report["service_stop"] = worker.stop_timed()
-            worker = None
+            port, worker = worker.port, None
             changelog = f"{tag}-service-members-changelog"
             report["changelog_records"] = asyncio.run(end_offsets(args.bootstrap, [changelog]))[changelog]
             report["outputs"] = asyncio.run(end_offsets(args.bootstrap, [f"{prefix}rewards",
@@ -809,11 +934,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_recovery:
                 probes = sorted({key.decode() for _, key, _ in generate(args.members, 20, args.seed, DEFAULT_MIX,
                                                                         0, 1.0)})
-                report["recovery"] = recovery(args, tag, prefix, work, work / "service-data", probes)
+                report["recovery"] = recovery(args, tag, prefix, work, work / "service-data", probes, port)
                 save(report, work, args)
 
         if not args.skip_latency:
-            for i, contender in enumerate(("baseline", "quix")):
+            for i, contender in enumerate(PEERS):
                 if contender in args.only:
                     try:
                         report["latency"][contender] = peer_latency(args, tag, prefix, work, contender,

@@ -42,6 +42,9 @@ def _worker(args: argparse.Namespace) -> int:
     except ProgramError as exc:  # LOYALTY_RULES names a bad file: the worker does not start
         print(f"loyalty: {exc}", file=sys.stderr)
         return 1
+    from stream_app import runtime
+
+    runtime.prepare_process()
     app = build_app(settings, versions.at(int(time.time() * 1000)), versions).app
     sys.argv = ["loyalty", "worker", "-l", settings.log_level]
     app.main()

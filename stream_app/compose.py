@@ -18,7 +18,7 @@ from agents import process as process_agent
 from agents import rewards as reward_agent
 from agents.emit import Emitter
 from agents.member_index import MemberIndex
-from stream_app import faust_compat, program_guard, web
+from stream_app import faust_compat, program_guard, runtime, web
 from stream_app.broker_contact import BrokerContact
 from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
@@ -79,6 +79,8 @@ def faust_app(settings: Settings) -> faust.App:
         producer_max_request_size=MAX_RECORD_BYTES,  # 1 MiB: the largest record sent, as the broker's default limit
         producer_request_timeout=30.0,  # a failed delivery surfaces (and is retried) after 30 s, not Faust's 20 min
         autodiscover=False,
+        Monitor=runtime.QuietMonitor,  # no per-message bookkeeping for Faust's own /stats pages (not served)
+        cython_optimizations=True,  # faust-streaming's repaired Cython fast paths (stream iterator, conductor)
     )
 
 
@@ -86,6 +88,7 @@ def build_parts(settings: Settings, program: Program, versions: ProgramVersions 
     """Every part of one deployment, unregistered; `versions` defaults to `program` alone, since always."""
     faust_compat.check()
     faust_compat.keep_delivered_on_resume()
+    faust_compat.fast_hand_off()
     app = faust_app(settings)
     names = TopicNames(settings.topic_prefix)
     outgoing = OutgoingBatches(ProducerSink(app), kind_of=names.kind_of)
@@ -130,6 +133,7 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
                   reward_agent=reward_agent.register(app, parts))
     projection.register(app, parts)
     guard.register(app, parts)
+    runtime.register(app)
     web.register(app, parts)
     faust_compat.drop_builtin_pages(app)
 

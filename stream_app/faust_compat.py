@@ -27,6 +27,13 @@ The service leans on a few parts of faust-streaming that are not public API:
   the queues hold events fetched since; those events were dropped unprocessed and a later commit
   moved past them (docs/scaling.md, "Events lost after a restart or a rebalance").
 
+- `Consumer._drain_messages` (the fetcher's loop), replaced by `drain_messages` when
+  `fast_hand_off()` is installed: as released it hands each message to the conductor through
+  `Service.wait_first(callback(message), suspend_flow.wait())`, three tasks and an `asyncio.wait`
+  per message (about 30 µs here), only so that a rebalance can interrupt a hand-off blocked on the
+  flow. The replacement awaits the callback itself and keeps what `wait_first` guaranteed, by
+  checking the flow and the consumer generation around each hand-off (see `drain_messages`).
+
 `check()` runs when the app is built: a faust-streaming release outside `SUPPORTED` refuses to start
 rather than misbehave quietly. tests/unit/shell/test_faust_compat.py fails when any of these changes
 shape underneath (names, signatures, the source of what is overridden), so an upgrade is a
@@ -34,6 +41,7 @@ deliberate step.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import logging
@@ -46,7 +54,7 @@ import faust
 from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.tables.base import Collection
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,9 @@ PARTITION_FOR_KEY_PARAMETERS = ("self", "key")
 #: `FlowControlEvent.resume` as released, the one `keep_delivered_on_resume` replaces (sha256 of its source).
 FLOW_RESUME = FlowControlEvent.resume
 FLOW_RESUME_SHA256 = "4dcdc1253fd0dcb40de18a3702503c01d21e9da7e5e55b122fb92615f27648d9"
+#: `Consumer._drain_messages` as released, the one `drain_messages` replaces (sha256 of its source).
+DRAIN_MESSAGES = Consumer._drain_messages
+DRAIN_MESSAGES_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 
 class UnsupportedFaust(RuntimeError):
@@ -81,6 +92,8 @@ def check() -> None:
     if source_sha256(FLOW_RESUME) != FLOW_RESUME_SHA256:
         raise UnsupportedFaust("mode's FlowControlEvent.resume changed; faust_compat.keep_delivered_on_resume "
                                "replaces it")
+    if source_sha256(DRAIN_MESSAGES) != DRAIN_MESSAGES_SHA256:
+        raise UnsupportedFaust("Faust's Consumer._drain_messages changed; faust_compat.drain_messages replaces it")
 
 
 def source_sha256(function: Any) -> str:
@@ -104,6 +117,99 @@ def resume_keeping_delivered(self: FlowControlEvent) -> None:
 def keep_delivered_on_resume() -> None:
     """Install `resume_keeping_delivered` (every app of the process: `app.flow_control` is created lazily)."""
     FlowControlEvent.resume = resume_keeping_delivered
+
+
+async def drain_messages(self: Consumer, fetcher: Any) -> None:
+    """`Consumer._drain_messages` handing each message to the conductor without `Service.wait_first`.
+
+    What `wait_first(callback(message), suspend_flow.wait())` bought, kept here:
+
+    - a rebalance that begins (the flow suspended) stops the hand-off of the rest of the fetch: the
+      loop checks the flow before each message and leaves the fetch at once;
+    - a hand-off that completed across a rebalance must not move the read offset. While the callback
+      waited (on the flow, a full stream queue or the producer), the rebalance may have sought the
+      partitions back to their committed offsets, resetting `_read_offset`; writing this message's
+      offset after that makes the fetcher drop every re-fetched message below it as already read
+      ("DROPPED MESSAGE"), while later ones are applied and acked, so the next commit passes events
+      nobody applied. That is how the naive override (a plain `await callback(message)`) lost events
+      in the two-worker SIGKILL failover test. So after each hand-off, if the flow is suspended or
+      the consumer generation is not the message's, the loop leaves the fetch without recording
+      the offset (the stale message itself is skipped, unacked, by the stream).
+
+    Everything else (gap tracking, commit_every, the periodic yield, stop and error handling) is the
+    released code's, unchanged.
+    """
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    suspended = self.suspend_flow.is_set
+    app = self.app
+
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            ait = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                try:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset:
+                                if acks_enabled_for(message.topic):
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None:
+                                if self._n_acked >= commit_every:
+                                    self._n_acked = 0
+                                    await self.commit()
+                            if suspended():
+                                break  # a rebalance began: hand over nothing more of this fetch
+                            await callback(message)
+                            if suspended() or message.generation_id != app.consumer_generation_id:
+                                break  # rebalanced meanwhile: the read offsets are the new assignment's
+                            set_read_offset(tp, offset)
+                finally:
+                    await ait.aclose()
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)
+
+
+def fast_hand_off() -> None:
+    """Install `drain_messages` (every Faust consumer of the process)."""
+    Consumer._drain_messages = drain_messages
 
 
 def set_current_event(event: Any) -> None:

@@ -38,6 +38,13 @@ ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let 
                        "their partition were known to be past them, by reason (cap, stalled, rebalance).", ["reason"])
 ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied (an older consumer generation, or "
                         "shutdown); read again from the committed offset by the partition's owner.")
+LOOP_LAG = Histogram("loyalty_event_loop_lag_seconds", "How much later than asked the event loop woke a task that "
+                     "sleeps 0.1 s: how long something held the loop (stream_app/runtime.py).",
+                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+_GC_PAUSE = Histogram("loyalty_gc_pause_seconds", "Garbage collections and how long each held the process, by "
+                      "generation (gc.callbacks).", ["generation"],
+                      buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+GC_PAUSE = tuple(_GC_PAUSE.labels(str(generation)) for generation in range(3))
 
 # -- Rewards (agents/rewards.py; docs/rewards.md) --------------------------------------------------------------
 REWARD_REDEMPTIONS = Counter("loyalty_reward_redemptions", "Answers of the reward agent by reward code, outcome "

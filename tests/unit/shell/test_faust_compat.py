@@ -5,6 +5,7 @@ new release's code for that internal before widening SUPPORTED.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections import defaultdict
@@ -327,3 +328,87 @@ def test_raw_store_access_reads_and_writes_what_the_table_holds_in_the_owned_par
         assert items == {b"k1": b"v1", b"k2": b"v2"}
     else:  # one dict for every partition the store holds
         assert items == {b"k0": b"v0", b"k1": b"v1", b"k2": b"v2", b"k3": b"v3"}
+
+
+# -- the fetcher's hand-off without wait_first (faust_compat.drain_messages) ------------------------------------
+
+class _Fetching:
+    """What `drain_messages` reads of a Faust Consumer, with scripted fetches and a conductor callback."""
+
+    def __init__(self, fetches: list[list[int]], during=None) -> None:
+        self.fetches, self.during = fetches, during or (lambda consumer, message: None)
+        self._stopped, self.suspend_flow = asyncio.Event(), asyncio.Event()
+        self._read_offset: dict = defaultdict(lambda: None)
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self._commit_every = None
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+                                   consumer_generation_id=1)
+        self.transport, self.should_stop, self.consumer_stopped_errors = SimpleNamespace(app=self.app), False, ()
+        self.app.should_stop = False
+        self.log = SimpleNamespace(info=print, exception=print, dev=lambda *a: None)
+        self.delivered: list[tuple[int, int]] = []  # (generation, offset)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    async def getmany(self, timeout: float):
+        if not self.fetches:
+            self._stopped.set()
+            return
+        generation = self.app.consumer_generation_id
+        for offset in self.fetches.pop(0):
+            yield TP_LOGINS, SimpleNamespace(offset=offset, topic=TP_LOGINS.topic, generation_id=generation)
+
+    async def callback(self, message) -> None:
+        self.delivered.append((message.generation_id, message.offset))
+        self.during(self, message)
+
+
+def _rebalance_during(offset: int, committed: int):
+    """While offset `offset` is handed over: a rebalance seeks the partition back to `committed`."""
+    def during(consumer: _Fetching, message) -> None:
+        if message.offset == offset and message.generation_id == 1:
+            consumer.app.consumer_generation_id = 2
+            consumer._read_offset[TP_LOGINS] = committed
+    return during
+
+
+async def test_a_hand_off_across_a_rebalance_leaves_the_reset_read_offset_alone() -> None:
+    consumer = _Fetching([list(range(10, 15)), list(range(10, 17))], _rebalance_during(12, committed=10))
+    await faust_compat.drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
+    # The old generation's fetch ends at the hand-off that crossed the rebalance; the new one is
+    # handed over whole from the committed offset. A plain `await callback(message)` would record
+    # offset 12 (then 13, 14) after the seek, and the fetcher would drop 10..13 of the new fetch as
+    # already read: the events the two-worker failover test lost with the naive override.
+    assert consumer.delivered == [(1, 10), (1, 11), (1, 12)] + [(2, o) for o in range(10, 17)]
+
+
+async def test_a_suspended_flow_ends_the_fetch_before_the_next_hand_off() -> None:
+    def suspend(consumer: _Fetching, message) -> None:
+        if message.offset == 11:
+            consumer.suspend_flow.set()
+
+    consumer = _Fetching([list(range(10, 15))], suspend)
+    await faust_compat.drain_messages(consumer, SimpleNamespace(_stopped=asyncio.Event()))
+    assert consumer.delivered == [(1, 10), (1, 11)] and consumer._read_offset[TP_LOGINS] == 10
+
+
+def test_building_an_app_installs_the_fast_hand_off() -> None:
+    build_parts(load_settings({"LOYALTY_STORE": "memory://", "LOYALTY_APP_ID": "compat-test"}), load_program(""))
+    assert Consumer._drain_messages is faust_compat.drain_messages
+
+
+def test_a_changed_drain_messages_is_refused(monkeypatch) -> None:
+    async def _drain_messages(self, fetcher) -> None:
+        await self.wait_first(self.callback(None))
+
+    monkeypatch.setattr(faust_compat, "DRAIN_MESSAGES", _drain_messages)
+    with pytest.raises(faust_compat.UnsupportedFaust, match="_drain_messages"):
+        faust_compat.check()
+
+
+def test_the_released_drain_still_hands_off_through_wait_first() -> None:
+    """What makes the override worth having: if this changes, read the release's fetcher again."""
+    source = inspect.getsource(faust_compat.DRAIN_MESSAGES)
+    assert "await self.wait_first(" in source and "callback(message), self.suspend_flow.wait()" in source
+    assert "set_read_offset(tp, offset)" in source and "DROPPED MESSAGE" in source
