@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# make bench: the long-history workload at 1 % (78,000 events); YEAR_SCALE=1 is 7.8 million events
+YEAR_SCALE ?= 0.01
 .PHONY: run test unit integration up down lint venv clean prometheus bench
 
 venv: $(STAMP)
@@ -46,6 +48,7 @@ bench: up  ## throughput, latency, recovery vs a plain aiokafka loop and Quix St
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.flash_sale $(FLASH_ARGS)
+	$(BIN)/python -m bench.run --workload year --scale $(YEAR_SCALE) --only service,fair --doc '' $(YEAR_ARGS)
 
 clean: down
 	rm -rf .local
