@@ -95,20 +95,16 @@ class MemberProcessor:
             return None
         before = states.get(member_key)
         result = apply_event_at(before, scrub(decoded, self.pii_key), self.versions)
-        if result.outcome == DUPLICATE:
+        if result.outcome in (DUPLICATE, STALE):
             states.keep(member_key, event)
-        elif result.outcome == STALE:
-            states.keep(member_key, event)
-            self.emit.dead_letter(message, "stale", "occurred_at is older than the member's duplicate-detection "
-                                                    "horizon (dedupe.window): it cannot be told from a re-sent event")
+            if result.outcome == STALE:
+                self.emit.dead_letter(message, "stale", "occurred_at is older than the member's duplicate-detection "
+                                                        "horizon (dedupe.window): it cannot be told from a re-sent "
+                                                        "event")
+            self.schedule.set(member_key, result.next_due)
+            self._index(states, member_key, result.state, result.next_due, event, again=True)
         else:
-            self.emit.outputs(member_key, result)
-            states.put(member_key, result.state, event)
-            member_changed(before, result.state)
-            self.projection.member_changed(member_key, result.state)
-        self.schedule.set(member_key, result.next_due)
-        self._index(states, member_key, result.state, result.next_due, event,
-                    again=result.outcome in (DUPLICATE, STALE))
+            self._take(states, member_key, before, result, event, changed=True)
         metrics.count_event(kind, result.outcome)
         if result.late:
             metrics.labelled(metrics.EVENTS_LATE, kind).inc()
@@ -119,14 +115,7 @@ class MemberProcessor:
         key = event.message.key
         state = states.get(key)
         result = apply_reply_at(state, orjson.loads(event.message.value), self.versions)
-        self.emit.outputs(key, result)
-        if result.state is not state:
-            states.put(key, result.state, event)
-            member_changed(state, result.state)
-            self.projection.member_changed(key, result.state)
-        if state is not None:
-            self.schedule.set(key, result.next_due)
-            self._index(states, key, result.state, result.next_due, event)
+        self._take(states, key, state, result, event)
         metrics.count_event("reward-replies", result.outcome)
 
     def _due(self, states: BatchStates, event) -> None:
@@ -136,14 +125,23 @@ class MemberProcessor:
             self.schedule.set(key, None)
             self._index(states, key, None, None, event)
             return
-        result = advance_at(state, self.versions, orjson.loads(event.message.value)["at"])
-        if result.state is not state:
-            self.emit.outputs(key, result)
+        self._take(states, key, state, advance_at(state, self.versions, orjson.loads(event.message.value)["at"]),
+                   event)
+
+    def _take(self, states: BatchStates, key: bytes, before: dict | None, result, event,
+              changed: bool | None = None) -> None:
+        """What every message the core applied does with its result: its outputs, its state when it
+        changed (table, tier and segment gauges, projection; an applied input event always writes, an
+        erasure of a member never seen too), the schedule and the index entry. A member that neither was
+        nor is (an answer for an unknown or erased member) is neither scheduled nor indexed."""
+        self.emit.outputs(key, result)
+        if result.state is not before if changed is None else changed:
             states.put(key, result.state, event)
-            member_changed(state, result.state)
+            member_changed(before, result.state)
             self.projection.member_changed(key, result.state)
-        self.schedule.set(key, result.next_due)
-        self._index(states, key, result.state, result.next_due, event)
+        if before is not None or result.state is not None or changed:
+            self.schedule.set(key, result.next_due)
+            self._index(states, key, result.state, result.next_due, event)
 
     @staticmethod
     def _index(states: BatchStates, key: bytes, state: dict | None, due: int | None, event,
@@ -164,14 +162,7 @@ class MemberProcessor:
             raise ValueError("referral message keyed by another member")
         state = states.get(key)
         result = apply_message_at(state, message, self.versions)
-        self.emit.outputs(key, result)
-        if result.state is not state:
-            states.put(key, result.state, event)
-            member_changed(state, result.state)
-            self.projection.member_changed(key, result.state)
-        if result.state is not None:
-            self.schedule.set(key, result.next_due)
-            self._index(states, key, result.state, result.next_due, event)
+        self._take(states, key, state, result, event)
         metrics.count_event("referrals", result.outcome)
 
 

@@ -48,7 +48,8 @@ def _liability(state: dict) -> int:
     """Available + pending points, read off the stored ledger without building it (once per change)."""
     ledger = state["ledger"]
     if "buckets" not in ledger:  # a state of release 047f314 or earlier, before buckets
-        return Ledger.from_dict(ledger).available + Ledger.from_dict(ledger).pending
+        old = Ledger.from_dict(ledger)
+        return old.available + old.pending
     return (sum(bucket[1] for bucket in ledger["buckets"]) - ledger["debt"]
             + sum(row[3] for row in ledger["pending"]))
 

@@ -146,17 +146,25 @@ class Ledger:
 
     def _take_available(self, amount: int, live_after: int | None) -> int:
         """Take up to `amount` from buckets, soonest-expiring first (only those live after `live_after`)."""
-        taken = 0
+        return sum(points for _, points in self._take_parts(amount, live_after))
+
+    def _take_parts(self, amount: int, live_after: int | None) -> list[list[int]]:
+        """What `_take_available` takes, as [expires_at, points] parts (twins at one instant: one part)."""
+        parts: list[list[int]] = []
         for bucket in self.buckets:
-            if taken == amount:
+            if amount == 0:
                 break
             if live_after is not None and bucket[EXPIRES] <= live_after:
                 continue
-            part = min(bucket[REMAINING], amount - taken)
+            part = min(bucket[REMAINING], amount)
             bucket[REMAINING] -= part
-            taken += part
+            amount -= part
+            if parts and parts[-1][0] == bucket[EXPIRES]:
+                parts[-1][1] += part
+            elif part:
+                parts.append([bucket[EXPIRES], part])
         self._drop_empty()
-        return taken
+        return parts
 
     def claw_back(self, amount: int, now: int, policy: str, prefer: tuple[str, ...] = ()) -> int:
         """Remove `amount` points for a refund: pending first (preferred lots first), then available
@@ -233,27 +241,14 @@ class Ledger:
     def take_parts(self, amount: int, now: int) -> list[list[int]]:
         """Spend `amount` points as `redeem` does (soonest-expiring first) and say what was taken, as
         [expires_at, points] parts: a later `give_back` restores each part with the expiry it had left."""
-        parts: list[list[int]] = []
-        for bucket in self.buckets:
-            if amount == 0:
-                break
-            if bucket[EXPIRES] <= now:
-                continue
-            part = min(bucket[REMAINING], amount)
-            bucket[REMAINING] -= part
-            amount -= part
-            if parts and parts[-1][0] == bucket[EXPIRES]:
-                parts[-1][1] += part
-            elif part:
-                parts.append([bucket[EXPIRES], part])
-        self._drop_empty()
+        parts = self._take_parts(amount, now)
         self.redeemed += sum(points for _, points in parts)
         return parts
 
-    def give_back(self, parts: list[list[int]], source_id: str, now: int) -> int:
+    def give_back(self, parts: list[list[int]]) -> int:
         """Return points taken by `take_parts`, each part to the bucket of the expiry it had (an instant
         already past expires at the member's next step); they count as redeemed no more. Returns the
-        points given back. (`source_id` and `now` name the give-back for callers; buckets need neither.)"""
+        points given back."""
         total = 0
         for expires_at, points in parts:
             self._deposit(expires_at, self._repay_debt(points))

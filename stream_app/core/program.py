@@ -476,12 +476,17 @@ def default_program_text() -> str:
     return resources.files("stream_app.core").joinpath("default_program.toml").read_text("utf-8")
 
 
-def load_program(path: str | None) -> Program:
-    """The program at `path`, or the packaged default when `path` is empty; ProgramError names the file."""
+def read_program_text(path: str | None) -> tuple[str, str]:
+    """(text, source) of the program file at `path`, or of the packaged default when `path` is empty;
+    ProgramError names a file that cannot be read."""
     if not path:
-        return parse_program(default_program_text(), "stream_app/core/default_program.toml")
+        return default_program_text(), "stream_app/core/default_program.toml"
     try:
-        text = Path(path).read_text("utf-8")
+        return Path(path).read_text("utf-8"), path
     except (OSError, UnicodeDecodeError) as exc:
         raise ProgramError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=path) from None
-    return parse_program(text, path)
+
+
+def load_program(path: str | None) -> Program:
+    """The program at `path`, or the packaged default when `path` is empty; ProgramError names the file."""
+    return parse_program(*read_program_text(path))

@@ -19,10 +19,9 @@ import json
 import tomllib
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from pathlib import Path
 
 from stream_app.core.calendar import rfc3339
-from stream_app.core.program import Program, ProgramError, default_program_text, parse_program, program_from_dict
+from stream_app.core.program import Program, ProgramError, parse_program, program_from_dict, read_program_text
 from stream_app.core.toml_lines import line_of
 
 SINCE_ALWAYS = -(2**63)  # the base version's effective_from
@@ -152,13 +151,7 @@ def parse_versions(text: str, source: str | None = None) -> ProgramVersions:
 
 def load_versions(path: str | None) -> ProgramVersions:
     """The versions of the program at `path`, or of the packaged default when `path` is empty."""
-    if not path:
-        return parse_versions(default_program_text(), "stream_app/core/default_program.toml")
-    try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProgramError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=path) from None
-    return parse_versions(text, path)
+    return parse_versions(*read_program_text(path))
 
 
 class VersionEdited(ProgramError):

@@ -87,7 +87,7 @@ def redemption_cancelled(member: Member, event: dict, program: Program, now: int
     if held is None or held.status != REDEEMED:
         return IGNORED  # unknown, still open, already undone: once only (docs/rewards.md)
     held.status = CANCELLED
-    points = member.ledger.give_back(held.parts, f"{rid}:cancel", now)
+    points = member.ledger.give_back(held.parts)
     member.rewards.count(held.reward_code, held.period, -held.quantity)
     params = {"redemption_id": rid, "reward_code": held.reward_code, "quantity": held.quantity, "points": points}
     out.reward(member, "redemption_cancelled", points, event["event_id"], RULE, now, params)
@@ -110,7 +110,7 @@ def settle(member: Member, reply: dict, program: Program, now: int, out: Outputs
     params = {"redemption_id": rid, "reward_code": held.reward_code, "quantity": held.quantity}
     if reply["op"] == "rejected":
         held.status = RELEASED
-        points = member.ledger.give_back(held.parts, f"{rid}:release", now)
+        points = member.ledger.give_back(held.parts)
         member.rewards.count(held.reward_code, held.period, -held.quantity)
         if points:
             out.reward(member, "reservation_released", points, cause, RULE, now, {**params, "points": points})

@@ -94,6 +94,10 @@ def test_200_members_race_for_50_while_the_reward_worker_is_killed(deployment, t
     assert status == 200
     race = next(r for r in body["rewards"] if r["code"] == "RACE")
     assert race["stock_left"] == 0 and race["codes_left"] == len(CODES) - STOCK
+    loser = next(m for m in members if m not in winners)
+    status, mine = worker.get(f"/members/{loser}/rewards")  # the page routed to the member's own worker
+    assert status == 200 and mine["member_id"] == loser and mine["open_reservations"] == []
+    assert next(r for r in mine["rewards"] if r["code"] == "RACE")["reason"] == "out_of_stock"
 
     letters = consume(f"{prefix}dead-letters", lambda ds: len(ds) >= 2, timeout=30)
     assert sorted(d["error"] for d in letters) == ["schema_violation", "unknown_reward"]
