@@ -179,7 +179,6 @@ def register(app: faust.App, parts: Parts) -> MemberProcessor:
                                               processor.event_time)
 
     async def process(stream) -> None:
-        await parts.topics.declare_all()
         await pipeline.consume(stream, processor.apply, processor.failed, processor.observe_latency, intake)
 
     app.agent(parts.topics.consumed, name=AGENT_NAME, concurrency=1)(process)

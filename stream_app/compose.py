@@ -24,7 +24,7 @@ from stream_app.core.due_schedule import DueSchedule
 from stream_app.core.program import Program
 from stream_app.core.program_versions import ProgramVersions
 from stream_app.failstop import FailStop
-from stream_app.kafka_security import exit_unless_login, faust_credentials
+from stream_app.kafka_security import client_options, exit_unless_login, faust_credentials
 from stream_app.parts import Parts
 from stream_app.settings import Settings
 from tables.devices import devices_table
@@ -33,6 +33,7 @@ from tables.members import members_table
 from tables.redis_projection import RedisProjection, key_prefix
 from tables.rewards import rewards_table
 from topics.catalog import TopicNames
+from topics.declare import create_at_worker_init
 from topics.kafka_topics import KafkaTopics
 from topics.outgoing import MAX_RECORD_BYTES, OutgoingBatches, ProducerSink
 
@@ -143,6 +144,8 @@ def build_app(settings: Settings, program: Program, versions: ProgramVersions | 
         apply_log_level(settings.log_level)
 
     app.on_worker_init.connect(exit_unless_login(settings))  # a wrong password or no broker: exit 2, not a retry loop
+    app.on_worker_init.connect(create_at_worker_init(app, parts.topics.produced.values(), settings.bootstrap_servers,
+                                                     dict(client_options(settings.kafka_security))))
     program_guard.register(app, parts)  # after the login check: an edited program version in effect, exit 2
 
     return wired

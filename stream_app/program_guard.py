@@ -23,6 +23,7 @@ from stream_app.failstop import hard_exit
 from stream_app.kafka_security import client_options
 from stream_app.parts import Parts
 from stream_app.settings import Settings
+from topics.declare import TopicSpec, create_missing
 
 log = logging.getLogger(__name__)
 KIND = "program-versions"
@@ -32,19 +33,12 @@ CHECK_EVERY_S = 1.0
 async def read_records(bootstrap: str, options: dict, topic: str, partitions: int, replication: int) -> dict[str, dict]:
     """Every version record of `topic` (created compacted when missing), the newest per version name."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="loyalty-program-guard", **options)
     await admin.start()
     try:
-        result = await admin.create_topics([NewTopic(topic, partitions, replication,
-                                                     topic_configs={"cleanup.policy": "compact"})])
-        for _, code, *_ in getattr(result, "topic_errors", []):
-            if code not in (0, TopicAlreadyExistsError.errno):
-                raise RuntimeError(f"cannot create {topic}: error code {code}")
-    except TopicAlreadyExistsError:
-        pass
+        await create_missing(admin, [TopicSpec(topic, partitions, replication, {"cleanup.policy": "compact"})])
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,

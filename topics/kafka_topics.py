@@ -12,7 +12,8 @@ CATALOG_TOPIC_CONFIG = {"min.compaction.lag.ms": str(7 * 24 * 3600 * 1000)}
 
 
 class KafkaTopics:
-    """What the agents consume (`consumed`), every topic of the contract (`produced`), and their creation."""
+    """What the agents consume (`consumed`) and every topic of the contract (`produced`, created by
+    topics/declare.py before the worker starts)."""
 
     def __init__(self, app: faust.App, names: TopicNames, partitions: int) -> None:
         self._app, self.names, self.partitions = app, names, partitions
@@ -33,8 +34,3 @@ class KafkaTopics:
         return self._app.topic(*(self.names.name(k) for k in kinds), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=self.partitions,
                                compacting=True, config=CATALOG_TOPIC_CONFIG, internal=True)
-
-    async def declare_all(self) -> None:
-        """Create every topic of the contract that does not exist yet."""
-        for topic in self.produced.values():
-            await topic.maybe_declare()

@@ -14,10 +14,10 @@ How the pipeline is driven:
 - The event-time merge (agents/intake.py) reads each partition's lag from the consumer's highwater,
   which needs a started consumer: the fixture reports every partition caught up (highwater 0), so
   only the grace holds an event (none for the past-dated events most tests use).
-- Topic creation (`declare_all`) is replaced by a no-op. What the agents send goes through the
-  outgoing batches (topics/outgoing.py), whose sink is a recorder (`Pipeline.sent`, and
-  `Pipeline.changelog()` for the members changelog); the due timer's Faust topic sends are
-  recorded in the same log.
+- Topics are created by the worker before it starts (topics/declare.py), which the test context
+  does not run. What the agents send goes through the outgoing batches (topics/outgoing.py), whose
+  sink is a recorder (`Pipeline.sent`, and `Pipeline.changelog()` for the members changelog); the
+  due timer's Faust topic sends are recorded in the same log.
 """
 from __future__ import annotations
 
@@ -204,14 +204,9 @@ def summary(rewards: list[dict]) -> list[tuple]:
     return [(r["type"], r["points"], r["rule"]) for r in rewards]
 
 
-async def _no_declare() -> None:
-    return None
-
-
 async def run_pipeline(monkeypatch, program: Program | None = None, grace: str = "PT2S"):
     """Build an app with `program`, register its agents, and run the process agent in its test context."""
     parts = build_test_parts(program, grace)
-    monkeypatch.setattr(parts.topics, "declare_all", _no_declare)
     sent: list[Sent] = []
     changelog: list[tuple] = []
     for kind in list(parts.topics.produced):

@@ -88,6 +88,32 @@ def test_builtin_faust_pages_are_not_registered() -> None:
     assert all(not str(bp).startswith("faust.web.apps.") for _, bp in app.web.blueprints._enabled)
 
 
+def test_the_worker_creates_every_topic_and_changelog_as_faust_would_before_it_starts() -> None:
+    """topics/declare.py creates them at worker init; each with the partitions, replication and
+    config Faust's own declaration (aiokafka driver's `_topic_config` plus the topic's config) gives."""
+    from faust.transport.drivers.aiokafka import Transport
+    from mode.utils.times import want_seconds
+
+    from topics.declare import worker_topics
+
+    wired = wire({"LOYALTY_APP_ID": "shop", "LOYALTY_PARTITIONS": "6", "LOYALTY_TOPIC_PREFIX": "p."})
+    app, parts = wired.app, wired.parts
+    specs = {spec.name: spec for spec in worker_topics(app, parts.topics.produced.values())}
+    topics = [*parts.topics.produced.values(), *(table.changelog_topic for table in app.tables.values())]
+    assert set(specs) == {name for topic in topics for name in topic.topics}
+    assert {name for name in specs if name.endswith("-changelog")} == {
+        f"shop-{table}-changelog" for table in ("members", "devices", "member-index", "rewards")}
+    for topic in topics:
+        retention = int(want_seconds(topic.retention) * 1000) if topic.retention else None
+        want = {k: str(v) for k, v in {**Transport._topic_config(None, retention, topic.compacting, topic.deleting),
+                                       **(topic.config or {})}.items()}
+        for name in topic.topics:
+            assert (specs[name].partitions, specs[name].replication, specs[name].config) == (6, 1, want), name
+    assert specs["shop-members-changelog"].config["cleanup.policy"] == "compact"
+    assert specs["p.catalog"].config["cleanup.policy"] == "compact"
+    assert specs["p.orders"].config == {}
+
+
 # -- every documented variable has an effect ------------------------------------------------------
 
 def _credentials(wired):
