@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+
 from stream_app.core.event_ids import EventIds
 from stream_app.core.ledger import Ledger
 from stream_app.core.referral_book import ReferralBook
 from stream_app.core.reward_book import RewardBook
 
 #: Stored as "v"; states without it were written by release 047f314 or earlier and are migrated on load.
-STATE_VERSION = 2
+#: 2: the bounded state (issue 11); 3: event ids as one string of records, orders as JSON text.
+STATE_VERSION = 3
 
 
 #: Order flags, one bit each, in the compact stored row.
@@ -55,6 +58,68 @@ class Order:
         return self.points - self.clawed_back
 
 
+class StoredOrders:
+    """`Member.orders` and `Member.reviewable` as stored: one JSON text inside the state, decoded only when
+    a rule reads them (an order, refund or review, or housekeeping that can forget one). A heavy member
+    keeps a month of orders, a third of its state, and most of its events never look at them; the
+    paid instants of the first order and the first reviewable one are kept beside the text, so
+    `order_history.fold` can tell without decoding that nothing is to be forgotten yet."""
+
+    __slots__ = ("text", "first_paid", "first_reviewable", "_orders", "_reviewable")
+
+    def __init__(self, text: str | None = None, first_paid: int | None = None,
+                 first_reviewable: int | None = None) -> None:
+        self.text, self.first_paid, self.first_reviewable = text, first_paid, first_reviewable
+        self._orders: dict[str, list] | None = None if text else {}
+        self._reviewable: dict[str, int] | None = None if text else {}
+
+    @classmethod
+    def of(cls, orders: dict[str, list], reviewable: dict[str, int]) -> StoredOrders:
+        part = cls()
+        part._orders, part._reviewable = orders, reviewable
+        return part
+
+    @property
+    def decoded(self) -> bool:
+        return self._orders is not None
+
+    def orders(self) -> dict[str, list]:
+        self._decode()
+        return self._orders
+
+    def reviewable(self) -> dict[str, int]:
+        self._decode()
+        return self._reviewable
+
+    def _decode(self) -> None:
+        if self._orders is None:
+            rows, reviewable = orjson.loads(self.text)
+            self._orders, self._reviewable = {row[0]: row for row in rows}, reviewable
+            self.text = None
+
+    def to_dict(self) -> dict:
+        if self._orders is None:  # never read: stored as it was
+            return {"rows": self.text, "first_paid": self.first_paid, "first_reviewable": self.first_reviewable}
+        orders, reviewable = self._orders, self._reviewable
+        return {"rows": orjson.dumps([list(orders.values()), reviewable]).decode() if orders or reviewable else "",
+                "first_paid": next(iter(orders.values()))[2] if orders else None,  # Order.to_row: paid_at
+                "first_reviewable": next(iter(reviewable.values())) if reviewable else None}
+
+    def may_forget(self, refund_horizon_ms: int, review_window_ms: int, at: int) -> bool:
+        """Whether `order_history.fold` at `at` could forget anything (judged without decoding)."""
+        return self._orders is not None or (
+            self.first_paid is not None and self.first_paid + refund_horizon_ms < at) or (
+            self.first_reviewable is not None and self.first_reviewable + review_window_ms < at)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StoredOrders:
+        return cls(d["rows"], d["first_paid"], d["first_reviewable"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredOrders) and (self.orders(), self.reviewable()) == (
+            other.orders(), other.reviewable())
+
+
 @dataclass(slots=True)
 class Member:
     """Everything the core remembers of a member, each part bounded by a time horizon of the program
@@ -66,8 +131,7 @@ class Member:
     tier: str
     ledger: Ledger = field(default_factory=Ledger)
     at_risk_since: int | None = None
-    orders: dict[str, list] = field(default_factory=dict)  # id -> Order row, kept while refundable
-    reviewable: dict[str, int] = field(default_factory=dict)  # order id -> paid_at: past refunds, not reviewed
+    stored_orders: StoredOrders = field(default_factory=StoredOrders)  # `orders` and `reviewable`
     windows: list[list[int]] = field(default_factory=list)  # [window_key, qualifying, orders], sorted by key
     has_ordered: bool = False
     daily: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -97,7 +161,7 @@ class Member:
             "v": STATE_VERSION,
             "member_id": self.member_id, "created_at": self.created_at, "tier": self.tier,
             "ledger": self.ledger.to_dict(), "at_risk_since": self.at_risk_since,
-            "orders": list(self.orders.values()), "reviewable": self.reviewable,
+            "orders": self.stored_orders.to_dict(),
             "windows": self.windows, "has_ordered": self.has_ordered,
             "daily": self.daily, "last_login_day": self.last_login_day, "login_streak": self.login_streak,
             "birthday": self.birthday, "birthday_set_at": self.birthday_set_at,
@@ -115,19 +179,21 @@ class Member:
 
     @classmethod
     def from_dict(cls, d: dict) -> Member:
-        if "v" in d:
-            orders = {row[0]: row for row in d["orders"]}  # rows: an Order is made only when one is used
-            windows, reviewable = [list(w) for w in d["windows"]], dict(d["reviewable"])
-            seen = EventIds.from_dict(d["seen"])
+        if d.get("v") == STATE_VERSION:
+            orders = StoredOrders.from_dict(d["orders"])
+            windows, seen = [list(w) for w in d["windows"]], EventIds.from_dict(d["seen"])
+        elif "v" in d:  # 2: orders as a list of rows (an Order is made only when one is used)
+            orders = StoredOrders.of({row[0]: row for row in d["orders"]}, dict(d["reviewable"]))
+            windows, seen = [list(w) for w in d["windows"]], EventIds.from_dict(d["seen"])
         else:  # release 047f314 and earlier: every order kept; each counts from its own paid_at
             old = [Order.from_row(o) for o in d["orders"]]
-            orders = {o.order_id: o.to_row() for o in old}
-            windows, reviewable = _windows_of(old), {}
+            orders = StoredOrders.of({o.order_id: o.to_row() for o in old}, {})
+            windows = _windows_of(old)
             seen = EventIds.migrated(d["event_ids"], d.get("evaluated_at") or d["created_at"])
         return cls(
             member_id=d["member_id"], created_at=d["created_at"], tier=d["tier"],
             ledger=Ledger.from_dict(d["ledger"]), at_risk_since=d["at_risk_since"],
-            orders=orders, reviewable=reviewable, windows=windows, has_ordered=d["has_ordered"],
+            stored_orders=orders, windows=windows, has_ordered=d["has_ordered"],
             daily={day: dict(counts) for day, counts in d["daily"].items()},
             last_login_day=d["last_login_day"], login_streak=d["login_streak"],
             birthday=d["birthday"], birthday_set_at=d["birthday_set_at"],
@@ -142,6 +208,16 @@ class Member:
             referrals=ReferralBook.from_dict(d.get("referrals")),
             rewards=RewardBook.from_dict(d.get("rewards")),
         )
+
+    @property
+    def orders(self) -> dict[str, list]:
+        """Order id -> Order row (`Order.to_row`), kept while refundable, in the order they were kept."""
+        return self.stored_orders.orders()
+
+    @property
+    def reviewable(self) -> dict[str, int]:
+        """Order id -> paid_at of orders past the refund horizon, not reviewed, in the review window."""
+        return self.stored_orders.reviewable()
 
     def order(self, order_id: str) -> Order | None:
         """The kept order called `order_id` (a copy: `keep_order` stores a change)."""

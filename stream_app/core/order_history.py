@@ -75,6 +75,8 @@ def fold(member: Member, program: Program, at: int) -> None:
     order they were kept (nearly that of their paid instants) up to the first one still needed: a late
     order kept after newer ones is forgotten a little later, which no rule can tell (they go by instants)."""
     review = program.review_order_window_ms
+    if not member.stored_orders.may_forget(program.refund_horizon_ms, review, at):
+        return _fold_windows(member, program, at)
     while member.orders:
         order_id, row = next(iter(member.orders.items()))
         if row[PAID_AT] + program.refund_horizon_ms >= at:
@@ -87,6 +89,10 @@ def fold(member: Member, program: Program, at: int) -> None:
         if paid_at + review >= at:
             break
         del member.reviewable[order_id]
+    _fold_windows(member, program, at)
+
+
+def _fold_windows(member: Member, program: Program, at: int) -> None:
     longest = max(program.tier_window_ms, program.segment_loyal_window_ms)
     if member.windows and member.windows[0][KEY] + longest <= at:
         member.windows = [row for row in member.windows if row[KEY] + longest > at]

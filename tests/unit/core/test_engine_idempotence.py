@@ -81,7 +81,7 @@ def test_event_ids_older_than_the_dedupe_window_are_forgotten_and_such_events_re
     events = [r.events.share(ms(T0) + i * DAY) for i in range(5)]
     for event in events:
         assert r.apply(event).outcome == "applied"
-    assert r.member.seen.times == [ms(T0) + i * DAY for i in (2, 3, 4)]
+    assert [t for _, t in r.member.seen.entries()] == [ms(T0) + i * DAY for i in (2, 3, 4)]
     assert [r.apply(e).outcome for e in events] == ["stale", "stale", "duplicate", "duplicate", "duplicate"]
     late = r.events.share(ms(T0) + 2 * DAY - 1)
     assert r.apply(late).outcome == "stale"
@@ -177,4 +177,5 @@ def test_a_new_member_starts_bronze_with_nothing(run):
     r = run()
     result = r.login(T0)
     assert r.member.created_at == ms(T0)
-    assert (r.member.tier, r.member.seen.hashes, result.next_due) == ("bronze", [id_hash("e1")], ms(T0) + 335 * DAY)
+    assert (r.member.tier, r.member.seen.entries(), result.next_due) == ("bronze", [(id_hash("e1"), ms(T0))],
+                                                                     ms(T0) + 335 * DAY)

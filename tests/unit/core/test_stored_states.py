@@ -6,8 +6,9 @@ issue 13.3): for each member, the events applied, the state stored, and what tha
 program text recorded with them (a later change of the packaged defaults is not a change of behaviour).
 
 The stored form changed at issue 11 (bounded state: buckets of available points, compact order rows,
-hashed event ids; `"v": 2`): an old state is migrated as it loads, so states are compared in today's
-form (`Member.from_dict(old).to_dict()`), and remembered event ids as "these ids are known".
+hashed event ids; `"v": 2`, and `"v": 3` with event ids and orders stored as text): an old state is
+migrated as it loads, so states are compared in today's form (`Member.from_dict(old).to_dict()`), and
+remembered event ids as "these ids are known".
 
 One change of behaviour is deliberate (issue 10, "one history, one ledger"): the notification policy
 (quiet hours, the daily marketing cap) now judges a notification from due work at the instant it fell
@@ -25,7 +26,7 @@ import pytest
 
 from stream_app.core import engine
 from stream_app.core.device_index import apply_link
-from stream_app.core.member import Member
+from stream_app.core.member import STATE_VERSION, Member
 from stream_app.core.privacy import scrub
 from stream_app.core.program import parse_program
 from stream_app.core.read_model import member_view
@@ -79,7 +80,7 @@ def test_an_old_state_loads_and_saves_in_today_s_form(member_id: str) -> None:
     remembered ids are those of the old state."""
     stored = MEMBERS[member_id]["state"]
     today = Member.from_dict(stored).to_dict()
-    assert "v" not in stored and today["v"] == 2
+    assert "v" not in stored and today["v"] == STATE_VERSION
     assert Member.from_dict(today).to_dict() == today
     old, new = Member.from_dict(stored).ledger, Member.from_dict(today).ledger
     assert (new.available, new.pending, new.earned, new.redeemed) == (old.available, old.pending, old.earned,
@@ -87,7 +88,7 @@ def test_an_old_state_loads_and_saves_in_today_s_form(member_id: str) -> None:
     assert sum(lot["remaining"] for lot in stored["ledger"]["lots"] if lot["released"]) == sum(
         points for _, points, _ in today["ledger"]["buckets"])
     assert knows(today, stored["event_ids"])
-    assert sorted(row[0] for row in today["orders"]) == sorted(o["order_id"] for o in stored["orders"])
+    assert sorted(Member.from_dict(today).orders) == sorted(o["order_id"] for o in stored["orders"])
 
 
 @pytest.mark.parametrize("member_id", sorted(MEMBERS))
