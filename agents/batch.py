@@ -228,10 +228,7 @@ class BatchPipeline:
         for key, (entry, event) in batch.indexed.items():
             at(event)
             try:
-                if entry is None:
-                    self._index.pop(key, None)
-                else:
-                    self._index[key] = entry
+                self._index.write_raw(key, entry)
             except DeliveryFailed:
                 raise
             except Exception as exc:

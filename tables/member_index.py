@@ -22,7 +22,6 @@ import orjson
 from stream_app.core.ledger import Ledger
 from stream_app.core.program import Program
 from stream_app.core.reward_book import RewardBook
-from stream_app.faust_compat import raw_put
 from tables.changelog import BatchedChangelogTable
 from topics.outgoing import OutgoingBatches
 
@@ -94,17 +93,7 @@ class MemberIndexTable(BatchedChangelogTable):
 
     def write_entry(self, key: bytes, entry: Entry | None) -> None:
         """Store `entry` under `key` (None: delete); needs the current event's partition."""
-        if entry is None:
-            self.pop(key, None)
-        else:
-            self[key] = encode(entry)
-
-    def write_at(self, partition: int, key: bytes, raw: bytes | None) -> None:
-        """Write `raw` (None: delete) to `partition`'s store and changelog, outside any event: straight
-        to the partition store (Faust's table write costs ~40 us of encoding and lookups) and the
-        changelog record to the agents' outgoing batch, as `send_changelog` does for an event's write."""
-        raw_put(self, partition, key, raw)
-        self.outgoing.add(self.changelog_topic.get_topic_name(), key, raw, partition)
+        self.write_raw(key, None if entry is None else encode(entry))
 
 
 def member_index_table(app: faust.App, *, changelogs: OutgoingBatches, partitions: int) -> MemberIndexTable:

@@ -54,3 +54,25 @@ def test_outside_an_event_a_write_has_no_partition(members) -> None:
     table, _ = members
     with pytest.raises(TypeError):
         table.partition_for_key(b"m1")
+
+
+def test_a_write_stores_the_bytes_and_sends_the_record_faust_s_table_write_would(members, monkeypatch) -> None:
+    """`write` bypasses Faust's `table[key] = value` (its ~40 us of wrappers): the changelog record has
+    the key and value bytes Faust's raw serializers give, the event's partition, and a read finds it."""
+    table, counts = members
+    counts.update({"loyalty.orders": 8, table.changelog_topic_name: 8})
+    sent: list[tuple] = []
+    monkeypatch.setattr(table.outgoing, "add", lambda *record: sent.append(record))
+    event = Event("loyalty.orders", 5)  # held: the context keeps only a weak reference
+    set_current_event(event)
+    table.write(b"m1", {"points": 3})
+    key, _ = table.changelog_topic.prepare_key(b"m1", table.key_serializer)
+    value, _ = table.changelog_topic.prepare_value(b'{"points":3}', table.value_serializer)
+    assert sent == [(table.changelog_topic_name, key, value, 5)]
+    assert table.read(b"m1") == {"points": 3}
+    _current_event.set(None)
+    assert table.read(b"m1") == {"points": 3}  # outside an event: Faust's lookup finds it too
+    set_current_event(event)
+    table.write(b"m1", None)
+    assert sent[-1] == (table.changelog_topic_name, b"m1", None, 5)
+    assert table.read(b"m1") is None
