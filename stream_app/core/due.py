@@ -87,8 +87,8 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
 
 def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
-    for lot in sorted((x for x in ledger.pending_lots if x.available_at <= now),
-                      key=lambda x: (x.available_at, x.lot_id)):
+    due = [x for x in ledger.pending_lots if x.available_at <= now]
+    for lot in sorted(due, key=lambda x: (x.available_at, x.lot_id)):
         released = lot.remaining  # what is left of the lot after clawbacks while it was pending
         ledger.release(lot)
         if not released:
