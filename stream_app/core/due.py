@@ -63,7 +63,8 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
 
 def _due_after(member: Member, program: Program, cursor: int) -> int | None:
     """The earliest due instant strictly after `cursor` (work due before it waits for that step)."""
-    return min((t for t in _due_times(member, program, cursor) if t > cursor), default=None)
+    later = [t for t in _due_times(member, program, cursor) if t > cursor]
+    return min(later) if later else None
 
 
 def _due_times(member: Member, program: Program, now: int) -> list[int]:
@@ -71,15 +72,16 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
     times = [lot.available_at for lot in ledger.pending_lots]
     if ledger.buckets:
         times.append(ledger.buckets[0][EXPIRES])
-    warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
-    if warn_at is not None:
-        times.append(warn_at)
-    times.extend(referral_due_times(member))
+        warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
+        if warn_at is not None:
+            times.append(warn_at)
+    if member.referrals.friend is not None:
+        times.extend(referral_due_times(member))
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
-    for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
-                   held_due_at(member, program, now)):
+    for due_at in (_next_birthday_ms(member, program, now) if member.birthday else None,
+                   segment_due_at(member, program, now), held_due_at(member, program, now) if member.held else None):
         if due_at is not None:
             times.append(due_at)
     return times

@@ -36,7 +36,8 @@ def _order_points(event: dict, program: Program, tier_multiplier: Fraction, camp
         weight = Fraction(weighted) / total
     numerator, denominator = event["amount_cents"], 100
     for factor in (program.points_per_unit, weight, tier_multiplier, campaign):
-        numerator, denominator = numerator * factor.numerator, denominator * factor.denominator
+        top, bottom = factor.as_integer_ratio()
+        numerator, denominator = numerator * top, denominator * bottom
     return numerator // denominator
 
 
