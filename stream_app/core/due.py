@@ -99,23 +99,31 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
-    decide_due(member, program, now, out)
-    _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
-    expired_before = ledger.expired
-    for expires_at, points in ledger.expire_due(now):
-        # named by its instant and the member's expired total before it: a late lot can make a bucket
-        # at an instant already expired once, and its expiry is another event with another id
-        out.reward(member, "points_expired", -points, f"expiry:{expires_at}:{expired_before}", "expiry",
-                   expires_at)
-        expired_before += points
+    # Each part below is asked only when the member has something it acts on (most steps have nothing).
+    if member.referrals.friend is not None:
+        decide_due(member, program, now, out)
+    if member.birthday:
+        _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
+    if not ledger.buckets:
+        return
+    if ledger.buckets[0][EXPIRES] <= now:
+        expired_before = ledger.expired
+        for expires_at, points in ledger.expire_due(now):
+            # named by its instant and the member's expired total before it: a late lot can make a bucket
+            # at an instant already expired once, and its expiry is another event with another id
+            out.reward(member, "points_expired", -points, f"expiry:{expires_at}:{expired_before}", "expiry",
+                       expires_at)
+            expired_before += points
     _warn_expiring(member, program, now, out)
 
 
 def _warn_expiring(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
     soon = ledger.unwarned_expiring(now, now + program.expiry_warn_before_ms)
+    if not soon:
+        return
     points = sum(bucket[REMAINING] for bucket in soon)
-    if soon and points >= program.expiry_warn_min_points:
+    if points >= program.expiry_warn_min_points:
         first = soon[0][EXPIRES]
         cause = "expiring:" + ",".join(str(bucket[EXPIRES]) for bucket in soon)
         ledger.mark_warned(soon)
