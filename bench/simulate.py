@@ -55,19 +55,18 @@ def read(path: Path) -> History:
 
 
 #: (module file, functions, label): where a simulation spends its time, callees included. Rows under
-#: apply_event overlap (tier and segment evaluation also run inside the due work, next_due inside both).
+#: apply_to_member overlap (tier and segment evaluation also run inside the due work). The simulation
+#: keeps each member a Member object: no state dict in or out per event, no next due instant.
 PARTS = (("simulation.py", ("run_member",), "the whole simulation of the sample (both programs)"),
-         ("engine.py", ("apply_event",), "engine.apply_event (the core, per event)"),
+         ("engine.py", ("apply_to_member",), "engine.apply_to_member (the core, per event)"),
          ("due.py", ("catch_up",), "  due work up to the event (due.catch_up)"),
-         ("due.py", ("next_due",), "  next due instant (due.next_due: in catch_up and for the schedule)"),
-         ("member.py", ("from_dict",), "  state dict -> Member (member.from_dict)"),
-         ("member.py", ("to_dict",), "  Member -> state dict (member.to_dict)"),
+         ("due.py", ("_due_after",), "  next due instant within the due work (due._due_after)"),
          ("handlers.py", tuple(f.__name__ for f in HANDLERS.values()), "  the event's own rule (handlers.py)"),
          ("tiers.py", ("evaluate_tier",), "  tier evaluation (tiers.evaluate_tier)"),
          ("segments.py", ("evaluate_segment",), "  segment evaluation (segments.evaluate_segment)"),
-         ("engine.py", ("_apply_notification_policy",), "  notification policy"),
+         ("notify_policy.py", ("settle",), "  notification policy (notify_policy.settle)"),
          ("emitted.py", ("reward", "notify"), "  building reward and notification events (emitted.py)"),
-         ("engine.py", ("advance",), "engine.advance (to the end of the history)"),
+         ("engine.py", ("advance_member",), "engine.advance_member (to the end of the history)"),
          ("simulation.py", ("_count",), "the simulation's own counting (simulation._count)"),
          ("simulate.py", ("<listcomp>",), "decode + scrub of the events (orjson, privacy.scrub)"))
 

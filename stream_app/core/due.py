@@ -63,7 +63,8 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
 
 def _due_after(member: Member, program: Program, cursor: int) -> int | None:
     """The earliest due instant strictly after `cursor` (work due before it waits for that step)."""
-    return min((t for t in _due_times(member, program, cursor) if t > cursor), default=None)
+    later = [t for t in _due_times(member, program, cursor) if t > cursor]
+    return min(later) if later else None
 
 
 def _due_times(member: Member, program: Program, now: int) -> list[int]:
@@ -71,15 +72,16 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
     times = [lot.available_at for lot in ledger.pending_lots]
     if ledger.buckets:
         times.append(ledger.buckets[0][EXPIRES])
-    warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
-    if warn_at is not None:
-        times.append(warn_at)
-    times.extend(referral_due_times(member))
+        warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
+        if warn_at is not None:
+            times.append(warn_at)
+    if member.referrals.friend is not None:
+        times.extend(referral_due_times(member))
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
-    for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
-                   held_due_at(member, program, now)):
+    for due_at in (_next_birthday_ms(member, program, now) if member.birthday else None,
+                   segment_due_at(member, program, now), held_due_at(member, program, now) if member.held else None):
         if due_at is not None:
             times.append(due_at)
     return times
@@ -87,8 +89,8 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
 
 def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
-    for lot in sorted((x for x in ledger.pending_lots if x.available_at <= now),
-                      key=lambda x: (x.available_at, x.lot_id)):
+    due = [x for x in ledger.pending_lots if x.available_at <= now]
+    for lot in sorted(due, key=lambda x: (x.available_at, x.lot_id)):
         released = lot.remaining  # what is left of the lot after clawbacks while it was pending
         ledger.release(lot)
         if not released:
@@ -97,23 +99,31 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
-    decide_due(member, program, now, out)
-    _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
-    expired_before = ledger.expired
-    for expires_at, points in ledger.expire_due(now):
-        # named by its instant and the member's expired total before it: a late lot can make a bucket
-        # at an instant already expired once, and its expiry is another event with another id
-        out.reward(member, "points_expired", -points, f"expiry:{expires_at}:{expired_before}", "expiry",
-                   expires_at)
-        expired_before += points
+    # Each part below is asked only when the member has something it acts on (most steps have nothing).
+    if member.referrals.friend is not None:
+        decide_due(member, program, now, out)
+    if member.birthday:
+        _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
+    if not ledger.buckets:
+        return
+    if ledger.buckets[0][EXPIRES] <= now:
+        expired_before = ledger.expired
+        for expires_at, points in ledger.expire_due(now):
+            # named by its instant and the member's expired total before it: a late lot can make a bucket
+            # at an instant already expired once, and its expiry is another event with another id
+            out.reward(member, "points_expired", -points, f"expiry:{expires_at}:{expired_before}", "expiry",
+                       expires_at)
+            expired_before += points
     _warn_expiring(member, program, now, out)
 
 
 def _warn_expiring(member: Member, program: Program, now: int, out: Outputs) -> None:
     ledger = member.ledger
     soon = ledger.unwarned_expiring(now, now + program.expiry_warn_before_ms)
+    if not soon:
+        return
     points = sum(bucket[REMAINING] for bucket in soon)
-    if soon and points >= program.expiry_warn_min_points:
+    if points >= program.expiry_warn_min_points:
         first = soon[0][EXPIRES]
         cause = "expiring:" + ",".join(str(bucket[EXPIRES]) for bucket in soon)
         ledger.mark_warned(soon)

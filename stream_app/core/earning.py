@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from math import floor
 
-from stream_app.core.calendar import campaign_multiplier, local_date, period_end, rfc3339
+from stream_app.core import calendar
+from stream_app.core.calendar import campaign_multiplier, period_end, rfc3339
 from stream_app.core.emitted import Outputs
 from stream_app.core.ledger import Lot
 from stream_app.core.member import Member
@@ -37,10 +38,12 @@ def expiry_of(program: Program, available_at: int) -> int:
 
 def simple_earn(member: Member, event: dict, program: Program, now: int, out: Outputs, kind: str,
                  points: int) -> None:
-    points = floor(points * campaign_multiplier(program, kind, now))
+    multiplier = campaign_multiplier(program, kind, now)
+    if multiplier != 1:
+        points = floor(points * multiplier)
     if points:
         earn_available(member, program, event["event_id"], kind, points, now, out)
 
 
 def local_day(program: Program, now: int) -> str:
-    return local_date(now, program.timezone).isoformat()
+    return calendar.local_day(now, program.timezone)

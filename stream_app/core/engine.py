@@ -29,7 +29,8 @@ from stream_app.core.segments import evaluate_segment
 from stream_app.core.tiers import evaluate_tier
 
 ADMIN_TYPES = frozenset({"member_frozen", "member_unfrozen", "points_adjusted", "member_flagged"})
-__all__ = ["ADMIN_TYPES", "Result", "advance", "apply_event", "clock_of", "event_time_ms", "new_member", "next_due"]
+__all__ = ["ADMIN_TYPES", "Result", "advance", "advance_member", "apply_event", "apply_to_member", "clock_of",
+           "event_time_ms", "new_member", "next_due"]
 
 
 @dataclass(slots=True)
@@ -58,19 +59,33 @@ def new_member(member_id: str, now: int, program: Program) -> Member:
 
 def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     """Apply one validated input event to a member's state (None for a member not seen yet)."""
+    member, result = apply_to_member(Member.from_dict(state) if state else None, event, program)
+    if result.outcome in (DUPLICATE, STALE):
+        result.state = state  # unchanged (and not migrated: nothing was applied)
+    elif member is not None:
+        result.state = member.to_dict()
+    return result
+
+
+def apply_to_member(member: Member | None, event: dict, program: Program,
+                    schedule: bool = True) -> tuple[Member | None, Result]:
+    """`apply_event` on a Member object, changed in place: (the member, None when erased; the Result,
+    whose `state` is left None). A caller that keeps the object between events (the simulation) saves
+    the state's decoding and encoding per event; `schedule=False` also skips the next due instant."""
     occurred = event_time_ms(event)
-    member = Member.from_dict(state) if state else new_member(event["member_id"], occurred, program)
+    if member is None:
+        member = new_member(event["member_id"], occurred, program)
     now = clock_of(member, occurred)
     if event["event_id"] in member.seen:
-        return Result(state, outcome=DUPLICATE, next_due=next_due(member, program, now))
+        return member, Result(None, outcome=DUPLICATE, next_due=_scheduled(member, program, now, schedule))
     if member.seen.is_stale(occurred):  # its id may be forgotten: applying it could count it twice
-        return Result(state, outcome=STALE, next_due=next_due(member, program, now))
+        return member, Result(None, outcome=STALE, next_due=_scheduled(member, program, now, schedule))
     out = Outputs(program)
     if event["type"] == "member_erased":
         out.reward(member, "member_erased", 0, event["event_id"], "erasure", occurred)
         for device in member.devices:
             out.link_device("forget", device, member)
-        return Result(None, out.rewards, out.notifications, ERASED, device_links=out.device_links)
+        return None, Result(None, out.rewards, out.notifications, ERASED, device_links=out.device_links)
     catch_up(member, program, now, out)
     first = len(out.notifications)  # what catch_up sent is settled already, step by step
     if event["type"] not in ADMIN_TYPES:
@@ -83,9 +98,13 @@ def apply_event(state: dict | None, event: dict, program: Program) -> Result:
     evaluate_segment(member, program, now, event["event_id"], out)
     member.seen.remember(event["event_id"], occurred, now, program.dedupe_window_ms, program.max_event_ids)
     settle(member, program, now, out, first)
-    return Result(member.to_dict(), out.rewards, out.notifications, outcome,
-                  next_due(member, program, now), out.notifications_dropped, out.device_links,
-                  late=occurred < now, messages=out.messages, reward_requests=out.reward_requests)
+    return member, Result(None, out.rewards, out.notifications, outcome, _scheduled(member, program, now, schedule),
+                          out.notifications_dropped, out.device_links, late=occurred < now, messages=out.messages,
+                          reward_requests=out.reward_requests)
+
+
+def _scheduled(member: Member, program: Program, now: int, schedule: bool) -> int | None:
+    return next_due(member, program, now) if schedule else None
 
 
 def clock_of(member: Member, at: int) -> int:
@@ -99,14 +118,22 @@ def advance(state: dict, program: Program, now: int) -> Result:
     A `now` the member's clock already passed (a due tick that arrives after newer events) does nothing."""
     member = Member.from_dict(state)
     now = clock_of(member, now)
-    out = Outputs(program)
-    catch_up(member, program, now, out)
+    result = advance_member(member, program, now)
     new_state = member.to_dict()
     # Only the evaluation cursor moved: nothing to write (stepping again from the old one is a no-op).
     # Keys the core does not own (e.g. an `_outbox` left by older versions) are not compared.
     changed = any(new_state[k] != state.get(k) for k in new_state if k != "evaluated_at")
-    return Result(new_state if changed else state, out.rewards, out.notifications,
-                  APPLIED if changed else IGNORED, next_due(member, program, now), out.notifications_dropped,
+    result.state, result.outcome = (new_state, APPLIED) if changed else (state, IGNORED)
+    result.next_due = next_due(member, program, now)
+    return result
+
+
+def advance_member(member: Member, program: Program, now: int) -> Result:
+    """`advance` on a Member object, changed in place (its clock moves even when nothing else does):
+    what the due work emitted, in a Result whose `state` and `next_due` are left None."""
+    out = Outputs(program)
+    catch_up(member, program, clock_of(member, now), out)
+    return Result(None, out.rewards, out.notifications, notifications_dropped=out.notifications_dropped,
                   messages=out.messages)
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from fractions import Fraction
-from math import floor
 
 from stream_app.core import order_history
 from stream_app.core.calendar import campaign_multiplier, local_date, rfc3339
@@ -26,15 +25,20 @@ def freeze_flagged(member: Member, event: dict, rule: str, evidence: dict, now: 
 
 
 def _order_points(event: dict, program: Program, tier_multiplier: Fraction, campaign: Fraction) -> int:
-    weight = Fraction(1)
+    """floor(amount * points per unit * category weight * tier and campaign multipliers), in exact rationals:
+    the integer floor of one numerator over one denominator (no Fraction reduced at each product)."""
+    weight: Fraction | int = 1
     items = event.get("items") or []
     total = sum(i["price_cents"] * i["quantity"] for i in items)
     if total:
         weighted = sum(i["price_cents"] * i["quantity"] * program.category_multipliers.get(i["category"], 1)
                        for i in items)
         weight = Fraction(weighted) / total
-    units = Fraction(event["amount_cents"], 100)
-    return floor(units * program.points_per_unit * weight * tier_multiplier * campaign)
+    numerator, denominator = event["amount_cents"], 100
+    for factor in (program.points_per_unit, weight, tier_multiplier, campaign):
+        top, bottom = factor.as_integer_ratio()
+        numerator, denominator = numerator * top, denominator * bottom
+    return numerator // denominator
 
 
 def _order_paid(member: Member, event: dict, program: Program, now: int, out: Outputs) -> str:

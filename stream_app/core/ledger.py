@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 EXPIRES, REMAINING, WARNED = 0, 1, 2
+_REMAINING_OF_LOT, _REMAINING_OF_BUCKET = attrgetter("remaining"), itemgetter(REMAINING)  # summed per balance
 
 
 @dataclass(slots=True)
@@ -90,11 +92,11 @@ class Ledger:
     # -- balances (derived, never stored) --------------------------------------------------
     @property
     def pending(self) -> int:
-        return sum(lot.remaining for lot in self.pending_lots)
+        return sum(map(_REMAINING_OF_LOT, self.pending_lots))
 
     @property
     def available(self) -> int:
-        return sum(b[REMAINING] for b in self.buckets) - self.debt
+        return sum(map(_REMAINING_OF_BUCKET, self.buckets)) - self.debt
 
     def spendable(self, now: int) -> int:
         """Available points in buckets still live at `now` (an expired bucket cannot be spent)."""

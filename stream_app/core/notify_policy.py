@@ -3,20 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from stream_app.core.calendar import local_date, to_ms
+from stream_app.core.calendar import local_date, local_day, second_of_day, to_ms
 from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
 from stream_app.core.program import Program
 
 
-def _second_of_day(ms: int, program: Program) -> int:
-    local = datetime.fromtimestamp(ms / 1000, program.timezone)
-    return local.hour * 3600 + local.minute * 60 + local.second
-
-
 def in_quiet_hours(ms: int, program: Program) -> bool:
     """Whether `ms` falls in quiet hours (equal start and end: no quiet hours)."""
-    start, end, second = program.quiet_start_s, program.quiet_end_s, _second_of_day(ms, program)
+    start, end, second = program.quiet_start_s, program.quiet_end_s, second_of_day(ms, program.timezone)
     if start == end:
         return False
     return start <= second < end if start < end else second >= start or second < end
@@ -58,6 +53,8 @@ def settle(member: Member, program: Program, at: int, out: Outputs, first: int) 
     held ones that may go at `at`. Called per due step at its own instant and once for an event, so
     what is held, sent or dropped, and which day's cap it counts against, does not depend on when a
     tick or the next event happened to run the step."""
+    if not member.held and len(out.notifications) == first:
+        return  # nothing held, nothing new: the common step
     released, stale = release_held(member, program, at)
     send, dropped = apply_policy(member, program, at, out.notifications[first:])
     out.notifications[first:] = released + send
@@ -87,7 +84,7 @@ def held_due_at(member: Member, program: Program, now: int) -> int | None:
 
 
 def _take_marketing_slot(member: Member, program: Program, now: int) -> bool:
-    day = local_date(now, program.timezone).isoformat()
+    day = local_day(now, program.timezone)
     if member.count_today(day, "marketing") >= program.marketing_daily_cap:
         return False
     member.bump_today(day, "marketing")

@@ -41,4 +41,5 @@ def segment_due_at(member: Member, program: Program, now: int) -> int | None:
         (member.first_order_at or member.created_at) + program.segment_new_ms,
         order_history.next_exit(member, program.segment_loyal_window_ms, now, qualifying_only=False),
     ]
-    return min((t for t in times if t is not None and t > now), default=None)
+    later = [t for t in times if t is not None and t > now]
+    return min(later) if later else None

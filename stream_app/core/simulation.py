@@ -1,8 +1,8 @@
 """What a program would have done to a history: the totals an operator compares before a launch.
 
 Pure: decoded, scrubbed input events in, a `Tally` out, no I/O. Each member's events are applied
-in event-time order with `engine.apply_event` (which does the member's due work up to each event,
-as in the worker), then the member is advanced to the end of the history with `engine.advance`;
+in event-time order as `engine.apply_event` applies them (doing the member's due work up to each
+event, as in the worker), then the member is advanced to the end of the history as by `engine.advance`;
 each under the program version in effect at its instant (stream_app/core/versioned.py).
 Members are independent, so a history can be split by member, each part simulated on its own
 (e.g. in another process) and the tallies merged: the merge is exact and order-independent.
@@ -21,11 +21,11 @@ from datetime import date, datetime, timedelta
 
 from stream_app.core.calendar import local_date
 from stream_app.core.engine import Result, event_time_ms
-from stream_app.core.ledger import Ledger
+from stream_app.core.member import Member
 from stream_app.core.outcomes import ERASED
 from stream_app.core.program import Program
 from stream_app.core.program_versions import ProgramVersions
-from stream_app.core.versioned import advance_at, apply_event_at
+from stream_app.core.versioned import advance_member_at, apply_to_member_at
 
 #: Reward types that move points, and the flow each one counts in.
 FLOWS = {"points_pending": "issued", "points_earned": "issued", "points_clawed_back": "clawed_back",
@@ -144,40 +144,54 @@ def run_member(events: Sequence[dict], versions: ProgramVersions, end_ms: int, t
     """Apply one member's ordered events, then advance it to `end_ms`; its final available + pending.
 
     An event the core raises on is counted as `processing_error` and changes nothing, as in the worker.
-    `day_of` dates a reward in the program's time zone.
+    `day_of` dates a reward in the program's time zone. The member stays one `Member` object from event
+    to event (what `apply_event_at` gives, without the stored form between them).
     """
-    state: dict | None = None
+    member: Member | None = None
+    applied: list[dict] = []  # the events that did not raise: what the member is made of
     for event in events:
+        before = member  # an erasure leaves it as it was
         try:
-            result = apply_event_at(state, event, versions)
+            member, result = apply_to_member_at(member, event, versions)
         except Exception:  # the worker dead-letters such an event and goes on; so does the simulation
             totals.events["dead_lettered"] += 1
             totals.dead_letters[PROCESSING_ERROR] += 1
+            member = _replayed(applied, versions)  # the object may be half changed: as it was before
             continue
+        applied.append(event)
         totals.events[result.outcome] += 1
-        if result.outcome == ERASED and state is not None:
-            forfeited = _balance(state)
+        if result.outcome == ERASED and before is not None:
+            forfeited = before.ledger.available + before.ledger.pending
             totals.erased += forfeited
             at = event_time_ms(event)
             totals.daily_change[local_date(at, versions.at(at).timezone).isoformat()] -= forfeited
+            applied.clear()
         _count(result, totals, day_of)
-        state = result.state
-    if state is None:
+    if member is None:
         return 0
     try:
-        result = advance_at(state, versions, end_ms)
+        member, result = advance_member_at(member, versions, end_ms)
     except Exception:  # a due message the core raises on is dead-lettered by the worker too
         totals.dead_letters[PROCESSING_ERROR] += 1
+        member = _replayed(applied, versions)
     else:
         _count(result, totals, day_of)
-        state = result.state
-    ledger = Ledger.from_dict(state["ledger"])
+    ledger = member.ledger
     totals.available += ledger.available
     totals.pending += ledger.pending
-    totals.tiers[state["tier"]] += 1
-    totals.segments[state.get("segment") or "none"] += 1
-    totals.notifications_held += len(state.get("held", ()))
+    totals.tiers[member.tier] += 1
+    totals.segments[member.segment or "none"] += 1
+    totals.notifications_held += len(member.held)
     return ledger.available + ledger.pending
+
+
+def _replayed(events: Sequence[dict], versions: ProgramVersions) -> Member | None:
+    """The member the events (none of which raised) make: the core is deterministic, so this is the
+    member as it was before an event that raised part way through changing it."""
+    member = None
+    for event in events:
+        member, _ = apply_to_member_at(member, event, versions)
+    return member
 
 
 def _count(result: Result, totals: Totals, day_of: Callable[[str], str]) -> None:
@@ -201,11 +215,6 @@ def _count(result: Result, totals: Totals, day_of: Callable[[str], str]) -> None
     for note in result.notifications:
         totals.notifications[note["template"]] += 1
     totals.notifications_dropped += result.notifications_dropped
-
-
-def _balance(state: dict) -> int:
-    ledger = Ledger.from_dict(state["ledger"])
-    return ledger.available + ledger.pending
 
 
 def _day_of(program: Program) -> Callable[[str], str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stream_app.core.engine import Result, advance, apply_event, event_time_ms
+from stream_app.core.engine import Result, advance, advance_member, apply_event, apply_to_member, event_time_ms
+from stream_app.core.member import Member
 from stream_app.core.program_versions import ProgramVersions
 from stream_app.core.referral_messages import apply_message, message_time_ms
 from stream_app.core.reward_replies import apply_reply
@@ -29,6 +30,31 @@ def advance_at(state: dict, versions: ProgramVersions, now: int) -> Result:
         return advance(state, versions.versions[0].program, now)
     state, crossed = _cross(state, versions, now)
     return _joined(crossed, advance(state, versions.at(now), now))
+
+
+def apply_to_member_at(member: Member | None, event: dict, versions: ProgramVersions) -> tuple[Member | None, Result]:
+    """`apply_event_at` on a Member object (engine.apply_to_member, no next due instant). Crossing a
+    version boundary goes through the stored form, so that what `advance` leaves unchanged (the old
+    clock) is exactly what `apply_event_at` continues from."""
+    if len(versions.versions) == 1:
+        return apply_to_member(member, event, versions.versions[0].program, schedule=False)
+    occurred = event_time_ms(event)
+    crossed: list[Result] = []
+    if member is not None and member.evaluated_at is not None and versions.boundaries(member.evaluated_at, occurred):
+        state, crossed = _cross(member.to_dict(), versions, occurred)
+        member = Member.from_dict(state)
+    member, last = apply_to_member(member, event, versions.at(occurred), schedule=False)
+    return member, _joined(crossed, last)
+
+
+def advance_member_at(member: Member, versions: ProgramVersions, now: int) -> tuple[Member, Result]:
+    """`advance_at` on a Member object (engine.advance_member), through the stored form when crossing."""
+    if len(versions.versions) == 1:
+        return member, advance_member(member, versions.versions[0].program, now)
+    if member.evaluated_at is None or not versions.boundaries(member.evaluated_at, now):
+        return member, advance_member(member, versions.at(now), now)
+    result = advance_at(member.to_dict(), versions, now)
+    return Member.from_dict(result.state), result
 
 
 def apply_message_at(state: dict | None, message: dict, versions: ProgramVersions) -> Result:

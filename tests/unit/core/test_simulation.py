@@ -14,9 +14,13 @@ from hypothesis import strategies as st
 from stream_app.core import simulation
 from stream_app.core.calendar import local_date
 from stream_app.core.engine import event_time_ms
+from stream_app.core.ledger import Ledger
+from stream_app.core.outcomes import ERASED
 from stream_app.core.privacy import scrub
 from stream_app.core.program import parse_program
+from stream_app.core.program_versions import ProgramVersions, parse_versions
 from stream_app.core.simulation import Tally, Totals, daily, in_event_time_order, simulate
+from stream_app.core.versioned import advance_at, apply_event_at
 from stream_app.loadgen import DEFAULT_MIX, generate
 from tests.unit.conftest import DAY, iso, toml_with
 
@@ -140,14 +144,15 @@ def test_an_erased_member_forfeits_its_balance_and_leaves_the_tiers():
 
 
 def test_an_event_the_core_raises_on_is_dead_lettered_and_the_member_goes_on(monkeypatch):
-    real = simulation.apply_event_at
+    real = simulation.apply_to_member_at
 
-    def failing(state, event, versions):
+    def failing(member, event, versions):
         if event["event_id"] == "m-2":
+            real(member, event, versions)  # the share is half applied to the object, then the core raises
             raise ValueError("boom")
-        return real(state, event, versions)
+        return real(member, event, versions)
 
-    monkeypatch.setattr(simulation, "apply_event_at", failing)
+    monkeypatch.setattr(simulation, "apply_to_member_at", failing)
     tally = simulate([("m", _member_events("m"))], CURRENT, CURRENT, START + DAY)
     assert tally.current.dead_letters == Counter({"processing_error": 1})
     assert tally.current.events == Counter({"applied": 2, "dead_lettered": 1})
@@ -198,6 +203,53 @@ def test_a_program_against_itself_differs_in_nothing_and_splitting_members_chang
     assert split == simulate(generated, CURRENT, DOUBLE_SHARES, end)
 
 
+def _run_member_by_states(events, versions, end_ms, totals, day_of) -> int:
+    """`simulation.run_member` as the worker runs a member: stored state in and out of each call."""
+    state = None
+    for event in events:
+        result = apply_event_at(state, event, versions)
+        totals.events[result.outcome] += 1
+        if result.outcome == ERASED and state is not None:
+            ledger = Ledger.from_dict(state["ledger"])
+            at = event_time_ms(event)
+            totals.erased += ledger.available + ledger.pending
+            totals.daily_change[local_date(at, versions.at(at).timezone).isoformat()] -= \
+                ledger.available + ledger.pending
+        simulation._count(result, totals, day_of)
+        state = result.state
+    if state is None:
+        return 0
+    result = advance_at(state, versions, end_ms)
+    simulation._count(result, totals, day_of)
+    ledger = Ledger.from_dict(result.state["ledger"])
+    totals.available += ledger.available
+    totals.pending += ledger.pending
+    totals.tiers[result.state["tier"]] += 1
+    totals.segments[result.state.get("segment") or "none"] += 1
+    totals.notifications_held += len(result.state.get("held", ()))
+    return ledger.available + ledger.pending
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), members=st.integers(1, 10), events=st.integers(1, 200), mix=MIXES,
+       days=st.floats(0.01, 800), extras=EXTRA, shuffled=st.booleans())
+def test_keeping_the_member_object_gives_what_the_stored_state_between_events_gives(
+        seed, members, events, mix, days, extras, shuffled):
+    generated = with_extras(history(members, events, seed, mix, days), extras, days)
+    end = last_ms(generated)
+    middle = iso(START + int(days * DAY / 2))
+    versions = parse_versions(toml_with() + f'[[versions]]\nname = "v2"\neffective_from = "{middle}"'
+                              "\n[versions.orders]\nreturn_window = \"P3D\"\n[versions.shares]\npoints = 10\n")
+    for program in (ProgramVersions.single(CURRENT), versions):
+        day_of = simulation._day_of(program.at(end))
+        for _, member_events in generated:
+            ordered = member_events if shuffled else in_event_time_order(member_events)
+            kept, by_states = Totals(), Totals()
+            assert simulation.run_member(ordered, program, end, kept, day_of) == \
+                _run_member_by_states(ordered, program, end, by_states, day_of)
+            assert kept == by_states
+
+
 def test_the_merge_keeps_the_largest_differences_by_member_id_on_ties():
     a, b = Tally(2), Tally(2)
     a.differing = [simulation.MemberDiff("m3", 0, 5), simulation.MemberDiff("m1", 0, -5)]
@@ -217,8 +269,6 @@ def test_totals_merge_adds_every_counter(field_name):
 
 
 def test_a_candidate_with_a_version_from_mid_history_doubles_only_the_shares_after_it():
-    from stream_app.core.program_versions import parse_versions
-
     members = history(100, 400, seed=3, mix={"shares": 1}, days=60)
     boundary = START + 30 * DAY
     versioned = parse_versions(toml_with() + f'[[versions]]\nname = "double"\neffective_from = "{iso(boundary)}"\n'
