@@ -20,12 +20,14 @@ import hashlib
 import sys
 from array import array
 from dataclasses import dataclass
+from functools import lru_cache
 
 HASH_BITS = 48
 RECORD_CHARS = 16  # base64 of 12 bytes: the hash (6), then the event time (6, signed)
 HASH_CHARS = 8  # the hash's 6 bytes: the first 8 characters of a record, whatever follows
 
 
+@lru_cache(maxsize=16)  # each event's id is hashed to look it up, then again to remember it
 def id_hash(event_id: str) -> int:
     """The top HASH_BITS bits of the id's 8-byte BLAKE2b digest (the states of the previous release kept 53)."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big") >> (64 - HASH_BITS)
