@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from stream_app.core.calendar import local_date, local_day, second_of_day, to_ms
+from stream_app.core.calendar import CACHE, local_date, local_day, second_of_day, to_ms
 from stream_app.core.emitted import Outputs
 from stream_app.core.member import Member
 from stream_app.core.program import Program
@@ -18,13 +19,16 @@ def in_quiet_hours(ms: int, program: Program) -> bool:
 
 
 def quiet_end_after(ms: int, program: Program) -> int:
-    """The first end of quiet hours after `ms`."""
-    day = local_date(ms, program.timezone)
+    """The first end of quiet hours after `ms` (asked several times per event at the same instant)."""
+    return _quiet_end_after(ms, program.timezone, program.quiet_end_s)
+
+
+@lru_cache(maxsize=CACHE)
+def _quiet_end_after(ms: int, timezone, end_s: int) -> int:
+    day = local_date(ms, timezone)
     for offset in (0, 1, 2):
         d = day + timedelta(days=offset)
-        end_s = program.quiet_end_s
-        end = to_ms(datetime(d.year, d.month, d.day, end_s // 3600, end_s // 60 % 60, end_s % 60,
-                             tzinfo=program.timezone))
+        end = to_ms(datetime(d.year, d.month, d.day, end_s // 3600, end_s // 60 % 60, end_s % 60, tzinfo=timezone))
         if end > ms:
             return end
     raise AssertionError("unreachable: a quiet end falls within two days")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from stream_app.core import calendar
 from stream_app.core.handlers import _order_points
+from stream_app.core.notify_policy import _quiet_end_after
 from stream_app.core.program import parse_program
 from tests.unit.conftest import toml_with
 
@@ -30,6 +31,8 @@ def test_a_memoised_conversion_gives_what_it_gives_uncached(ms, tz, granularity)
     assert calendar.period_end(ms, granularity, tz) == calendar.period_end.__wrapped__(ms, granularity, tz)
     day = calendar.local_date(ms, tz)
     assert calendar.local_midnight_ms(day, tz) == calendar.local_midnight_ms.__wrapped__(day, tz)
+    end_s = ms % 86_400  # any second of the day as the end of quiet hours
+    assert _quiet_end_after(ms, tz, end_s) == _quiet_end_after.__wrapped__(ms, tz, end_s)
 
 
 def test_a_memo_stays_bounded():
