@@ -29,7 +29,7 @@ from stream_app.core.device_index import apply_link
 from stream_app.core.member import STATE_VERSION, Member
 from stream_app.core.privacy import scrub
 from stream_app.core.program import parse_program
-from stream_app.core.read_model import member_view
+from tests.unit.core.fixtures.write_member_states import replay
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "member_states_597f40b.json").read_text("utf-8"))
 PROGRAM = parse_program(FIXTURE["program_toml"])
@@ -108,19 +108,9 @@ def test_the_same_events_still_give_the_same_state_and_outputs(member_id: str) -
 def test_an_old_state_behaves_as_it_did(member_id: str) -> None:
     """Views, due work (birthday gifts included) and a later event, step by step from the stored state."""
     member = MEMBERS[member_id]
-    state = member["state"]
-    for step in member["then"]:
-        if "view_at" in step:
-            assert member_view(state, PROGRAM, step["view_at"]) == step["view"]
-            continue
-        if "advance_to" in step:
-            result = engine.advance(state, PROGRAM, step["advance_to"])
-        else:
-            result = engine.apply_event(state, scrub(step["apply"], KEY), PROGRAM)
-            assert result.device_links == step["device_links"]
+    for step, result in replay(member["state"], member["then"], PROGRAM, KEY):
         assert outputs(result) == {"outcome": step["outcome"], "rewards": comparable(step["rewards"])}
         assert without_policy(result.state) == without_policy(step["state"])
-        state = result.state
 
 
 def test_birthday_gifts_in_the_fixture_fall_where_they_did() -> None:

@@ -25,7 +25,7 @@ from stream_app.core import engine
 from stream_app.core.member import STATE_VERSION, Member
 from stream_app.core.privacy import scrub
 from stream_app.core.program import parse_program
-from stream_app.core.read_model import member_view
+from tests.unit.core.fixtures.write_member_states import replay
 
 FIXTURES = {int(path.stem.rsplit("v", 1)[1]): json.loads(path.read_text("utf-8"))
             for path in (Path(__file__).parent / "fixtures").glob("member_states_v*.json")}
@@ -113,18 +113,8 @@ def test_the_same_events_still_give_the_same_state_and_outputs(version: int, mem
 def test_a_stored_state_behaves_as_it_did(version: int, member_id: str) -> None:
     fixture, member = fixture_member(version, member_id)
     program, key = parse_program(fixture["program_toml"]), fixture["pii_key"].encode()
-    state = member["state"]
-    for step in member["then"]:
-        if "view_at" in step:
-            assert member_view(state, program, step["view_at"]) == step["view"]
-            continue
-        if "advance_to" in step:
-            result = engine.advance(state, program, step["advance_to"])
-        else:
-            result = engine.apply_event(state, scrub(step["apply"], key), program)
-            assert result.device_links == step["device_links"]
+    for step, result in replay(member["state"], member["then"], program, key):
         assert everything(result) == {k: step[k] for k in ("outcome", "rewards", "notifications")}
         assert contents(result.state) == contents(step["state"])
         if version == STATE_VERSION:
             assert result.state == step["state"]
-        state = result.state
