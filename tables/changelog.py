@@ -74,8 +74,8 @@ class BatchedChangelogTable(faust.Table):
     def write_at(self, partition: int, key: bytes, raw: bytes | None) -> None:
         """Write `raw` (None: delete) to `partition`'s store and its changelog record to the agents'
         outgoing batch: what Faust's `table[key] = raw` does (`send_changelog`, then the store), without
-        its ~40 us of serializer-registry encoding, sensor calls and lookups per write. The record's
-        key and value are the bytes Faust's raw serializers would send (test_changelog_table.py)."""
+        its serializer-registry encoding, sensor calls and key lookups per write. The record's key and
+        value are the bytes Faust's raw serializers would send (test_changelog_table.py)."""
         self.outgoing.add(self.changelog_topic_name, key, raw, partition)
         raw_put(self, partition, key, raw)
 

@@ -57,7 +57,7 @@ def test_outside_an_event_a_write_has_no_partition(members) -> None:
 
 
 def test_a_write_stores_the_bytes_and_sends_the_record_faust_s_table_write_would(members, monkeypatch) -> None:
-    """`write` bypasses Faust's `table[key] = value` (its ~40 us of wrappers): the changelog record has
+    """`write` bypasses Faust's `table[key] = value` and its wrappers: the changelog record has
     the key and value bytes Faust's raw serializers give, the event's partition, and a read finds it."""
     table, counts = members
     counts.update({"loyalty.orders": 8, table.changelog_topic_name: 8})
