@@ -147,28 +147,26 @@ class BatchPipeline:
 
     def latest(self, key: bytes) -> dict | None:
         """The member's newest state: from the newest batch in flight that changed it, else the table."""
+        return self._newest(key, "changed", self._table.read, "")
+
+    def latest_index(self, key: bytes, partition: int) -> bytes | None:
+        """The key's newest index entry: from the newest batch in flight that changed it, else the index
+        table's store, read raw (the entry is compared encoded)."""
+        return self._newest(key, "indexed", lambda k: raw_get(self._index, partition, k), "the index entry of ")
+
+    def _newest(self, key: bytes, held: str, read, what: str):
+        """`key`'s value in the newest batch in flight holding it (`held`: which of its dicts), else `read`."""
         for batch in reversed(self._in_flight):
-            if key in batch.changed:
-                return batch.changed[key][0]
+            entries = getattr(batch, held)
+            if key in entries:
+                return entries[key][0]
         try:
-            return self._table.read(key)
+            return read(key)
         except ValueError:  # a stored value that is not JSON: this member's problem, dead-lettered by the agent
             raise
         except Exception as exc:  # the store itself: stop before anything is acked past it
             self._failstop.fail("store", exc)
-            raise StoreFailure(f"reading {key!r}: {exc}") from exc
-
-    def latest_index(self, key: bytes, partition: int) -> bytes | None:
-        """The key's newest index entry: from the newest batch in flight that changed it, else the index
-        table's store, read raw (Faust's Store.get costs ~8 us of decoding, a raw read ~2)."""
-        for batch in reversed(self._in_flight):
-            if key in batch.indexed:
-                return batch.indexed[key][0]
-        try:
-            return raw_get(self._index, partition, key)
-        except Exception as exc:  # the store itself: stop before anything is acked past it
-            self._failstop.fail("store", exc)
-            raise StoreFailure(f"reading the index entry of {key!r}: {exc}") from exc
+            raise StoreFailure(f"reading {what}{key!r}: {exc}") from exc
 
     async def submit(self, batch: BatchStates, events: list[EventT]) -> None:
         """Hand the batch's outputs to the producer and queue it for the writer; after a failure,
@@ -218,21 +216,21 @@ class BatchPipeline:
         """Write each changed state once (local store, and its changelog record to the outgoing batch),
         then each changed index entry: in one pass, with nothing else running on the loop in between."""
         for key, (state, event) in batch.changed.items():
-            at(event)
-            try:
-                self._table.write(key, state)  # assigned, never mutated in place: this reaches the changelog
-            except DeliveryFailed:
-                raise
-            except Exception as exc:
-                raise StoreFailure(f"writing {key!r}: {exc}") from exc
+            # assigned, never mutated in place: this reaches the changelog
+            _store(self._table.write, key, state, event, "")
         for key, (entry, event) in batch.indexed.items():
-            at(event)
-            try:
-                self._index.write_raw(key, entry)
-            except DeliveryFailed:
-                raise
-            except Exception as exc:
-                raise StoreFailure(f"writing the index entry of {key!r}: {exc}") from exc
+            _store(self._index.write_raw, key, entry, event, "the index entry of ")
+
+
+def _store(write, key: bytes, value, event: EventT, what: str) -> None:
+    """`write(key, value)` in `event`'s partition; a failure other than a delivery's is the store's."""
+    at(event)
+    try:
+        write(key, value)
+    except DeliveryFailed:
+        raise
+    except Exception as exc:
+        raise StoreFailure(f"writing {what}{key!r}: {exc}") from exc
 
 
 def _reason(exc: Exception, stage: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import faust
@@ -38,20 +39,29 @@ def register(app: faust.App, parts: Parts) -> None:
                                             "exit_code": failed.exit_code}
     admin_topic = parts.topics.produced["admin"]
 
+    def unauthorized(view: View, request: Request) -> Response | None:
+        """401 when reads need a token the request lacks; checked before routing, so an unauthorized
+        request is never forwarded to another worker."""
+        if settings.read_token and not bearer_ok(request, settings.read_token):
+            return view.json({"error": "unauthorized"}, status=401)
+        return None
+
+    def of_member(view: View, member_id: str, render: Callable[[dict, int], dict]) -> Response:
+        """The member's state as `render` shows it now; 404 for a member this worker does not hold."""
+        state = members.read(member_id.encode())
+        if state is None:
+            return view.json({"error": "unknown_member", "member_id": member_id}, status=404)
+        return view.json(render(state, int(time.time() * 1000)))
+
     @app.page("/members/{member_id}")
     class MemberPage(View):
         async def get(self, request: Request, member_id: str) -> Response:
-            # Checked here, before routing: an unauthorized request is never forwarded to another worker.
-            if settings.read_token and not bearer_ok(request, settings.read_token):
-                return self.json({"error": "unauthorized"}, status=401)
-            return await self._routed(request, member_id=member_id)
+            denied = unauthorized(self, request)
+            return denied if denied is not None else await self._routed(request, member_id=member_id)
 
         @app.table_route(table=members, match_info="member_id")
         async def _routed(self, request: Request, member_id: str) -> Response:
-            state = members.read(member_id.encode())
-            if state is None:
-                return self.json({"error": "unknown_member", "member_id": member_id}, status=404)
-            return self.json(member_view(state, program, int(time.time() * 1000)))
+            return of_member(self, member_id, lambda state, now: member_view(state, program, now))
 
     def stocks() -> dict[str, dict | None]:
         """The reward-agent state of each catalogue reward that this worker's store holds."""
@@ -60,23 +70,19 @@ def register(app: faust.App, parts: Parts) -> None:
     @app.page("/rewards")
     class Rewards(View):
         async def get(self, request: Request) -> Response:
-            if settings.read_token and not bearer_ok(request, settings.read_token):
-                return self.json({"error": "unauthorized"}, status=401)
-            return self.json(catalogue_view(program, stocks()))
+            denied = unauthorized(self, request)
+            return denied if denied is not None else self.json(catalogue_view(program, stocks()))
 
     @app.page("/members/{member_id}/rewards")
     class MemberRewards(View):
         async def get(self, request: Request, member_id: str) -> Response:
-            if settings.read_token and not bearer_ok(request, settings.read_token):
-                return self.json({"error": "unauthorized"}, status=401)
-            return await self._routed(request, member_id=member_id)
+            denied = unauthorized(self, request)
+            return denied if denied is not None else await self._routed(request, member_id=member_id)
 
         @app.table_route(table=members, match_info="member_id")
         async def _routed(self, request: Request, member_id: str) -> Response:
-            state = members.read(member_id.encode())
-            if state is None:
-                return self.json({"error": "unknown_member", "member_id": member_id}, status=404)
-            return self.json(member_rewards_view(state, program, int(time.time() * 1000), stocks()))
+            return of_member(self, member_id,
+                             lambda state, now: member_rewards_view(state, program, now, stocks()))
 
     @app.page("/metrics")
     class Metrics(View):

@@ -40,17 +40,7 @@ def entry_of(state: dict | None, next_due: int | None) -> Entry | None:
         return None
     segment = state.get("segment")
     return (next_due, str(state.get("tier")), segment if isinstance(segment, str) or segment is None else str(segment),
-            _liability(state), _reserved(state))
-
-
-def _liability(state: dict) -> int:
-    """Available + pending points, read off the stored ledger without building it (once per change)."""
-    ledger = state["ledger"]
-    if "buckets" not in ledger:  # a state of release 047f314 or earlier, before buckets
-        old = Ledger.from_dict(ledger)
-        return old.available + old.pending
-    return (sum(bucket[1] for bucket in ledger["buckets"]) - ledger["debt"]
-            + sum(row[3] for row in ledger["pending"]))
+            Ledger.stored_liability(state["ledger"]), _reserved(state))
 
 
 def _reserved(state: dict) -> int:

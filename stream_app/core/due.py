@@ -75,13 +75,12 @@ def _due_times(member: Member, program: Program, now: int) -> list[int]:
         warn_at = ledger.next_warning(program.expiry_warn_before_ms, now)
         if warn_at is not None:
             times.append(warn_at)
-    if member.referrals.friend is not None:
-        times.extend(referral_due_times(member))
+    times.extend(referral_due_times(member))
     tier_at = tier_due_at(member, program, now)
     if tier_at is not None:
         times.append(tier_at)
-    for due_at in (_next_birthday_ms(member, program, now) if member.birthday else None,
-                   segment_due_at(member, program, now), held_due_at(member, program, now) if member.held else None):
+    for due_at in (_next_birthday_ms(member, program, now), segment_due_at(member, program, now),
+                   held_due_at(member, program, now)):
         if due_at is not None:
             times.append(due_at)
     return times
@@ -99,11 +98,8 @@ def _advance(member: Member, program: Program, now: int, out: Outputs) -> None:
                    {"released_from_pending": True})
         out.notify(member, "points_earned", f"{lot.lot_id}:release", lot.available_at,
                    {"points": released, "rule": lot.rule})
-    # Each part below is asked only when the member has something it acts on (most steps have nothing).
-    if member.referrals.friend is not None:
-        decide_due(member, program, now, out)
-    if member.birthday:
-        _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
+    decide_due(member, program, now, out)
+    _pay_birthday(member, program, now, out)  # before expiry: a gift paid late may be due to expire already
     if not ledger.buckets:
         return
     if ledger.buckets[0][EXPIRES] <= now:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
 EXPIRES, REMAINING, WARNED = 0, 1, 2
+ROW_REMAINING = 3  # in a pending lot's stored row (Lot.to_row)
 _REMAINING_OF_LOT, _REMAINING_OF_BUCKET = attrgetter("remaining"), itemgetter(REMAINING)  # summed per balance
 
 
@@ -88,6 +89,16 @@ class Ledger:
             return ledger
         return cls([Lot.from_row(x) for x in d["pending"]], [list(b) for b in d["buckets"]], d["debt"],
                    d["earned"], d["clawed_back"], d["redeemed"], d["expired"], d["adjusted"])
+
+    @classmethod
+    def stored_liability(cls, d: dict) -> int:
+        """Available + pending points of a stored ledger (`to_dict`), read off its rows without building
+        Lot objects: the member index recomputes it for every changed member."""
+        if "lots" in d:  # written before buckets (release 047f314 and earlier)
+            old = cls.from_dict(d)
+            return old.available + old.pending
+        return (sum(bucket[REMAINING] for bucket in d["buckets"]) - d["debt"]
+                + sum(row[ROW_REMAINING] for row in d["pending"]))
 
     # -- balances (derived, never stored) --------------------------------------------------
     @property
