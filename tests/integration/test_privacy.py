@@ -286,6 +286,9 @@ def _erasure(deployment, worker, client: redis.Redis, app_id: str) -> None:
     worker.start()
     wait_for(lambda: worker.member(stays) is not None, timeout=30)
     assert worker.get(f"/members/{gone}")[0] == 404
+    # The schedule is rebuilt by a task after the restart (agents/schedule.py): wait for it, as above.
+    wait_for(lambda: metric(worker, "loyalty_due_scheduled") == 1, timeout=30,  # the other member only
+             show=lambda: metric(worker, "loyalty_due_scheduled"))
     time.sleep(3)  # a resync and a few due ticks
     assert redis_view(client, app_id, gone) == {"hash": {}, "tiers": {}}
     assert metric(worker, "loyalty_due_scheduled") == 1  # the other member only
