@@ -30,9 +30,15 @@ def catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
     An instant is stepped once: the clock only moves forward, and a `now` it already reached does
     nothing (so a `due:<ms>` cause names one step). Work that a late event made due at or before
     the clock (e.g. the return window of an order older than the clock) is done at the next step.
+    When nothing falls due up to `now` (no due instant at or before it, late work included), no step
+    runs: every part's work is due only at the instants `_due_times` names, so it would change nothing.
     """
     start = member.evaluated_at
     if start is not None and now <= start:
+        return
+    if start is not None and min(_due_times(member, program, start), default=now + 1) > now:
+        member.evaluated_at = now
+        order_history.fold(member, program, now)
         return
     cursor = now if start is None else start
     for _ in range(MAX_DUE_STEPS):
