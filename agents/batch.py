@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 1000  # events per batch at most
 BATCH_WITHIN = 0.01  # seconds a batch waits to fill up: what a quiet stream adds to latency
 MAX_IN_FLIGHT = 4  # batches submitted but not yet written: the agent waits beyond that
+#: Seconds of applying events after which a batch hands the event loop back once: a batch of 1,000
+#: heavy members' events takes far longer than the loop's 50 ms budget (timers, fetches, the web server).
+YIELD_AFTER = 0.02
 
 
 def at(event: EventT) -> None:
@@ -130,7 +134,11 @@ class BatchPipeline:
                              failed: Callable[[EventT, Exception], None],
                              submitted: Callable[[list], None] | None) -> None:
         states, returned = BatchStates(self), []
+        yield_at = time.perf_counter() + YIELD_AFTER
         for event in events:
+            if time.perf_counter() >= yield_at:
+                await asyncio.sleep(0)  # each event sets its own current event again below
+                yield_at = time.perf_counter() + YIELD_AFTER
             at(event)
             try:
                 returned.append(apply(states, event))
