@@ -4,8 +4,14 @@ Pure: decoded, scrubbed input events in, a `Tally` out, no I/O. Each member's ev
 in event-time order as `engine.apply_event` applies them (doing the member's due work up to each
 event, as in the worker), then the member is advanced to the end of the history as by `engine.advance`;
 each under the program version in effect at its instant (stream_app/core/versioned.py).
-Members are independent, so a history can be split by member, each part simulated on its own
-(e.g. in another process) and the tallies merged: the merge is exact and order-independent.
+
+A referral passes messages between two members (the friend's claim, the referrer's decision), and the
+device index flags a friend that shares a device with its referrer: in the worker both reach the other
+member's partition and are applied there with its events. So members connected by a `referrer_id`
+(`connected`) are run together, as a `Group`, which delivers those messages and flags at their
+instants, before the members' later events. Groups are independent, so a history can be split by
+group, each part simulated on its own (e.g. in another process) and the tallies merged: the merge is
+exact and order-independent.
 
 Liability is what the program owes: available + pending points over all members. Every point
 that moves is a reward event (`FLOWS`), so the liability at the end of a day is the sum of the
