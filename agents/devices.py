@@ -13,8 +13,7 @@ import orjson
 
 from agents.batch import BatchPipeline, BatchStates
 from stream_app import metrics
-from stream_app.core.device_index import RULE, apply_link
-from stream_app.core.emitted import stable_id
+from stream_app.core.device_index import apply_link, flag_event
 from stream_app.parts import Parts
 
 #: The agent's name since the first release (the module path Faust used to derive it): kept as is.
@@ -35,12 +34,9 @@ class DeviceIndexer:
         entry, flags = apply_link(states.get(key) or {}, orjson.loads(event.message.value))
         states.put(key, entry or None, event)
         metrics.count_event("devices", "applied")
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
         for member_id, evidence in flags:
-            flag = {"event_id": stable_id("flag", member_id, RULE, evidence["device"], evidence["referrer_id"]),
-                    "member_id": member_id, "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "type": "member_flagged", "operator_id": "abuse-monitor", "reason": RULE, "rule": RULE,
-                    "evidence": evidence}
-            self.outgoing.add(self.admin, member_id.encode(), orjson.dumps(flag))
+            self.outgoing.add(self.admin, member_id.encode(), orjson.dumps(flag_event(member_id, evidence, now)))
 
 
 def register(app: faust.App, parts: Parts) -> DeviceIndexer:

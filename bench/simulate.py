@@ -27,6 +27,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,7 +58,7 @@ def read(path: Path) -> History:
 #: (module file, functions, label): where a simulation spends its time, callees included. Rows under
 #: apply_to_member overlap (tier and segment evaluation also run inside the due work). The simulation
 #: keeps each member a Member object: no state dict in or out per event, no next due instant.
-PARTS = (("simulation.py", ("run_member",), "the whole simulation of the sample (both programs)"),
+PARTS = (("simulation.py", ("run_group",), "the whole simulation of the sample (both programs)"),
          ("engine.py", ("apply_to_member",), "engine.apply_to_member (the core, per event)"),
          ("due.py", ("catch_up",), "  due work up to the event (due.catch_up)"),
          ("due.py", ("_due_after",), "  next due instant within the due work (due._due_after)"),
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 out.write(value + b"\n")
         history, read_wall, read_cpu = timed(lambda: read(path))
     job = Job(current, candidate, b"bench-key", history.last_ms, 10)
-    one, one_wall, one_cpu = timed(lambda: run_jobs(job, history.members, 1))
+    one, one_wall, one_cpu = timed(lambda: run_jobs(job, history, 1))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    many, many_wall, _ = timed(lambda: run_jobs(job, history.members, args.jobs))
+    many, many_wall, _ = timed(lambda: run_jobs(job, history, args.jobs))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     many_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     assert one == many, "the tallies of 1 and N processes differ"
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
           f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.profile:
-        sample = dict(list(history.members.items())[: max(1, len(history.members) * 20_000 // max(events, 1))])
+        sample = replace(history, members=dict(list(history.members.items())[
+            : max(1, len(history.members) * 20_000 // max(events, 1))]))
         profiler = cProfile.Profile()
         profiler.runcall(run_jobs, job, sample, 1)
         where_time_goes(pstats.Stats(profiler))

@@ -1,7 +1,8 @@
 """Histories of input events for `loyalty simulate`: a JSON-lines file or a time range of the input topics.
 
 Both give `Record`s, validated as the worker validates a message (topics/validation.decode_event)
-and collected into a `History`: the valid events by member, the rejected ones counted by code.
+and collected into a `History`: the valid events by member, who referred whom (the members that must
+be simulated together), the rejected ones counted by code.
 A file line is read as `loyalty replay` reads it: its topic is the input kind whose schema lists its
 `type`, its key is its `member_id`; a line that names no input type gets the code the worker would
 give it on any input topic (`invalid_json`, `not_an_object`, `schema_violation`, `unknown_type`).
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_app.core.engine import event_time_ms
+from stream_app.core.simulation import referral_links
 from topics import strict_json
 from topics.catalog import INPUT_KINDS, TopicNames
 from topics.validation import MAX_MESSAGE_BYTES, Rejection, decode_event, load_schema
@@ -85,12 +87,14 @@ def file_records(path: Path) -> Iterator[Record]:
 
 @dataclass(slots=True)
 class History:
-    """The valid events by member (raw JSON in input order) and the records the worker would refuse."""
+    """The valid events by member (raw JSON in input order), the referrals among them and the records
+    the worker would refuse."""
 
     source: str
     now_ms: int  # the clock validation reads occurred_at against (the worker's at arrival; here: at reading)
     records: int = 0
     members: dict[str, list[bytes]] = field(default_factory=dict)
+    referrals: list[tuple[str, str]] = field(default_factory=list)  # (friend, referrer) of each valid join naming one
     rejected: Counter = field(default_factory=Counter)
     examples: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> first (where, detail)
     first_ms: int | None = None
@@ -108,6 +112,7 @@ class History:
             self.examples.setdefault(decoded.code, (record.where, decoded.detail))
             return
         self.members.setdefault(decoded["member_id"], []).append(record.value)
+        self.referrals.extend(referral_links((decoded,)))
         at = event_time_ms(decoded)
         self.first_ms = at if self.first_ms is None else min(self.first_ms, at)
         self.last_ms = at if self.last_ms is None else max(self.last_ms, at)

@@ -4,8 +4,9 @@ The shell around the pure stream_app.core.simulation: it reads both programs (a 
 everything with exit 2 and the line at fault, as `loyalty check-program` prints it), reads the
 history (stream_app/history.py), validates each record as the worker does and counts the rejected
 ones by dead-letter code, groups the valid events by member, simulates the members in `--jobs`
-processes (members are independent; their tallies merge exactly) and writes the comparison
-(stream_app/simulate_report.py). Nothing is written to Kafka and no state is touched.
+processes and writes the comparison (stream_app/simulate_report.py). Members connected by referrals
+exchange messages, so each group of them goes to one process whole; groups are independent, and their
+tallies merge exactly. Nothing is written to Kafka and no state is touched.
 """
 from __future__ import annotations
 
@@ -159,12 +160,16 @@ class Job:
         return simulate(members, self.current, self.candidate, self.end_ms, self.top)
 
 
-def chunks(members: dict[str, list[bytes]], size: int) -> Iterator[Chunk]:
-    """Members in first-seen order, cut into chunks of about `size` events."""
+def chunks(members: dict[str, list[bytes]], referrals: Iterable[tuple[str, str]], size: int) -> Iterator[Chunk]:
+    """Members in chunks of about `size` events, cut only between groups connected by `referrals` (a
+    group's members exchange messages: they are simulated together); groups in first-seen order."""
+    from stream_app.core.simulation import connected
+
     chunk, events = [], 0
-    for member_id, values in members.items():
-        chunk.append((member_id, values))
-        events += len(values)
+    for group in connected(members, referrals):
+        for member_id in group:
+            chunk.append((member_id, members[member_id]))
+            events += len(members[member_id])
         if events >= size:
             yield chunk
             chunk, events = [], 0
@@ -172,12 +177,13 @@ def chunks(members: dict[str, list[bytes]], size: int) -> Iterator[Chunk]:
         yield chunk
 
 
-def run_jobs(job: Job, members: dict[str, list[bytes]], jobs: int, progress: Progress | None = None) -> Tally:
-    """The merged tally of every member, simulated in `jobs` processes (1: in this process)."""
+def run_jobs(job: Job, history: History, jobs: int, progress: Progress | None = None) -> Tally:
+    """The merged tally of every member of `history`, simulated in `jobs` processes (1: in this process)."""
     from stream_app.core.simulation import Tally
 
+    members = history.members
     total = sum(len(values) for values in members.values())
-    parts = list(chunks(members, max(500, min(20_000, total // (jobs * 16)))))
+    parts = list(chunks(members, history.referrals, max(500, min(20_000, total // (jobs * 16)))))
     tally = Tally(job.top)
 
     def merge(results: Iterable[Tally]) -> None:
@@ -242,7 +248,7 @@ def _simulate(args: argparse.Namespace, current: NamedProgram, candidate: NamedP
     job = Job(current.versions, candidate.versions, args.pii_key, end_ms or 0, args.top)
     started = time.monotonic()
     progress = Progress(history.events)
-    tally = run_jobs(job, history.members, args.jobs, progress)
+    tally = run_jobs(job, history, args.jobs, progress)
     progress.finish(tally.events)
     seconds = time.monotonic() - started
     rate = tally.events / seconds if seconds else 0.0

@@ -3,12 +3,15 @@ with its referrer, whichever logs in first; the engine announces a member's devi
 operator's (or the device agent's) member_flagged freezes the member."""
 from __future__ import annotations
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app.core.device_index import RULE, apply_link
+from stream_app.core.device_index import flag_event as device_flag
 from stream_app.core.handlers import MAX_DEVICES
 from tests.unit.conftest import DAY, MINUTE, MemberRun, ms, rewards_of, summary
+from topics.validation import Rejection, decode_event
 
 T0 = "2024-03-05T10:00:00+08:00"
 DEVICE = "d3f1"
@@ -283,3 +286,15 @@ def test_member_flagged_resent_is_a_duplicate(run):
     event = flag_event(r, T0, event_id="flag-1")
     assert r.apply(event).outcome == "applied"
     assert r.apply(event).outcome == "duplicate"
+
+
+def test_the_device_index_flag_is_an_admin_event_with_an_id_of_its_member_device_and_referrer(run):
+    """What the device agent sends and `loyalty simulate` applies: valid on the admin topic, freezing."""
+    evidence = {"referrer_id": "alice", "device": "h-shared"}
+    event = device_flag("m1", evidence, "2024-03-05T02:00:00.000Z")
+    assert not isinstance(decode_event("admin", b"m1", orjson.dumps(event), now_ms=ms(T0)), Rejection)
+    assert event["event_id"] == device_flag("m1", evidence, "2024-03-06T00:00:00.000Z")["event_id"]
+    assert event["event_id"] != device_flag("m1", {**evidence, "device": "other"}, T0)["event_id"]
+    r = run()
+    r.joined(T0, referrer_id="alice")
+    assert r.apply(event).outcome == "applied" and r.member.frozen

@@ -11,7 +11,8 @@ import pytest
 from stream_app import cli
 from stream_app.core.program import default_program_text
 from stream_app.loadgen import DEFAULT_MIX, generate
-from tests.unit.conftest import DAY
+from stream_app.simulate import chunks
+from tests.unit.conftest import DAY, utc
 from tests.unit.shell.test_cli import line_of
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,6 +108,63 @@ def test_jobs_1_and_jobs_2_give_the_same_report(files, tmp_path, capsys):
     two = report(capsys, tmp_path, history, "--candidate", str(candidate), "--jobs", "2", name="2.json")
     assert one == two
     assert one["points"]["issued"]["shares"]["difference"] == one["points"]["issued"]["shares"]["current"] > 0
+
+
+REFERRING = DEFAULT.replace("referrer_points = 0 ", "referrer_points = 300 ", 1).replace(
+    "friend_points = 0 ", "friend_points = 200 ", 1)
+DOUBLE_REFERRALS = REFERRING.replace("referrer_points = 300 ", "referrer_points = 600 ", 1).replace(
+    "friend_points = 200 ", "friend_points = 400 ", 1)
+
+
+def _line(member_id: str, n: int, type_: str, at: int, **fields) -> bytes:
+    return orjson.dumps({"event_id": f"{member_id}-{n}", "member_id": member_id, "type": type_,
+                         "occurred_at": utc(at), **fields})
+
+
+@pytest.fixture
+def referral_files(tmp_path):
+    """The generated history with referrals: five referrers join on the first lines, ten friends naming them
+    on the last (so that a cut of the file by member would part them); every fourth friend's order is
+    refunded inside its return window. (history, current, candidate, paid, refunded)"""
+    referrers = [_line(f"ref{n}", 0, "member_joined", START) for n in range(5)]
+    friends, refunded = [], 0
+    for n in range(10):
+        friend, at = f"friend{n}", START + (n + 1) * DAY
+        friends += [_line(friend, 0, "member_joined", at - 1000, referrer_id=f"ref{n % 5}"),
+                    _line(friend, 1, "order_paid", at, order_id=f"{friend}-o", amount_cents=8000, currency="CNY")]
+        if n % 4 == 0:
+            friends.append(_line(friend, 2, "order_refunded", at + DAY, order_id=f"{friend}-o", refund_cents=100))
+            refunded += 1
+    history = tmp_path / "referrals.jsonl"
+    generated = [value for _, _, value in generate(60, 600, 4, DEFAULT_MIX, START, 60 * DAY / 600)]
+    history.write_bytes(b"".join(line + b"\n" for line in referrers + generated + friends))
+    current, candidate = tmp_path / "current.toml", tmp_path / "candidate.toml"
+    current.write_text(REFERRING, "utf-8")
+    candidate.write_text(DOUBLE_REFERRALS, "utf-8")
+    assert REFERRING != DEFAULT and DOUBLE_REFERRALS != REFERRING
+    return history, current, candidate, 10 - refunded, refunded
+
+
+def test_referrals_are_paid_and_jobs_1_and_jobs_2_give_the_same_report(referral_files, tmp_path, capsys):
+    history, current, candidate, paid, refunded = referral_files
+    args = "--current", str(current), "--candidate", str(candidate)
+    one = report(capsys, tmp_path, history, *args, "--jobs", "1", name="1.json")
+    two = report(capsys, tmp_path, history, *args, "--jobs", "2", name="2.json")
+    assert one == two
+    issued = one["points"]["issued"]
+    assert issued["referral_referrer"] == {"current": 300 * paid, "candidate": 600 * paid, "difference": 300 * paid}
+    assert issued["referral_friend"] == {"current": 200 * paid, "candidate": 400 * paid, "difference": 200 * paid}
+    assert one["rewards_by_type"]["referral_rejected"]["current"] == refunded
+    assert one["notifications"]["by_template"]["referral_friend_rewarded"]["current"] == paid
+
+
+def test_a_chunk_holds_whole_groups_of_members_connected_by_referrals():
+    members = {m: [b"{}"] * 3 for m in ("a", "b", "c", "d", "e")}
+    referrals = [("d", "a"), ("e", "d"), ("c", "ghost")]
+    parts = list(chunks(members, referrals, size=1))
+    assert parts == [[("a", members["a"]), ("d", members["d"]), ("e", members["e"])], [("b", members["b"])],
+                     [("c", members["c"])]]
+    assert list(chunks(members, referrals, size=10)) == [parts[0] + parts[1], parts[2]]
 
 
 def test_identical_programs_differ_in_nothing(files, tmp_path, capsys):
