@@ -25,6 +25,7 @@ backoff for as long as it lasts. One that cannot is never retried:
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
@@ -215,6 +216,13 @@ def partition_for(key: bytes | None, count: int) -> int:
     """Kafka's default partitioner: murmur2 of the key, positive, modulo the partition count."""
     if key is None:
         return random.randrange(count)
+    return _keyed_partition(key, count)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _keyed_partition(key: bytes, count: int) -> int:
+    """Memoised per member key: aiokafka's murmur2 is pure Python (~2 µs), and an event asks it for its
+    own key and for each output keyed by its member."""
     return (murmur2(key) & 0x7FFFFFFF) % count
 
 

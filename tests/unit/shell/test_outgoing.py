@@ -161,3 +161,17 @@ def test_the_app_gives_the_producer_this_limit_and_the_worker_name():
     assert conf.producer_max_request_size == MAX_RECORD_BYTES
     assert conf.consumer_group_instance_id == "w-3"
     assert MAX_RECORD_BYTES <= 1_048_588  # the brokers' default message.max.bytes
+
+
+#: Kafka's own test vectors for its murmur2 (org.apache.kafka.common.utils.UtilsTest#testMurmur2).
+KAFKA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+                 b"a-little-bit-longer-string": -1486304829,
+                 b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971, b"abc": 479470107}
+
+
+@pytest.mark.parametrize("count", [1, 8, 12, 64])
+def test_a_keyed_partition_is_kafkas_default_partitioner_also_when_memoised(count):
+    for key, murmur in KAFKA_MURMUR2.items():
+        expected = (murmur & 0x7FFFFFFF) % count
+        assert outgoing_module.partition_for(key, count) == expected
+        assert outgoing_module.partition_for(key, count) == expected  # the memoised answer
