@@ -31,6 +31,7 @@ highwater of the last fetch), the committed offset (stream_app/faust_compat.py),
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -38,7 +39,7 @@ from faust.types import TP, EventT
 
 from agents.merge import EventTimeMerge
 from stream_app import metrics
-from stream_app.faust_compat import committed_offset, hold
+from stream_app.faust_compat import committed_offset, hold, pause_fetching
 
 READ_BATCH = 1000  # events per take_events batch (as agents/batch.py takes them without a merge)
 READ_WITHIN = 0.01  # seconds take_events waits to fill a batch
@@ -46,7 +47,15 @@ READ_AHEAD = 4  # batches read but not yet merged: the reader waits beyond that 
 POLL = 0.25  # seconds between checks while events are held (a rebalance began, a lag became known)
 STALL_MS = 30_000  # a topic partition with unread records is waited for at most this long
 CAP = 20_000  # events held at most; beyond, the oldest goes (loyalty_order_forced_total{reason="cap"})
+PAUSE_AT_LEAST = 50  # a topic partition's queue in the merge pauses its fetching at this length or more
 _END = object()
+log = logging.getLogger(__name__)
+
+
+def _logged(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not resume fetching the partitions the event-time merge paused",
+                  exc_info=task.exception())
 
 
 def _epoch_ms() -> int:
@@ -65,6 +74,7 @@ class OrderedIntake:
         self._next_offset: dict[TP, int] = {}  # per topic partition: the offset after the last one read
         self._tps: dict[tuple[str, int], TP] = {}
         self._generation: int | None = None
+        self._paused: set[TP] = set()  # topic partitions this intake paused (`_pace`)
 
     async def batches(self, stream) -> AsyncIterator[list[EventT]]:
         """Released events, at most READ_BATCH at a time, until the stream ends."""
@@ -80,6 +90,7 @@ class OrderedIntake:
                     return
                 if self._admit(received):
                     released = self._merge.release()
+                    await self._pace()
                 else:  # a rebalance began: finish what was taken, as Faust waits for its agents to
                     released = self._merge.flush()
                     metrics.ORDER_FORCED.labels("rebalance").inc(len(released))
@@ -89,6 +100,7 @@ class OrderedIntake:
                 del released
         finally:
             reader.cancel()
+            self._resume_paused()
             self._drop(self._merge.clear())
             while not queue.empty():
                 item = queue.get_nowait()
@@ -139,6 +151,8 @@ class OrderedIntake:
             # Read before the group's last rebalance, and not finished during it: stale.
             self._drop(self._merge.clear())
             self._next_offset.clear()
+            self._paused.clear()  # a rebalance gives every partition a fresh, unpaused fetch state
+            metrics.ORDER_PAUSED.set(0)
             self._generation = generation
         for events in batches:
             for event in events:
@@ -157,12 +171,55 @@ class OrderedIntake:
             event.message.acked = True  # no Consumer.ack: the offset is not committed (see the module doc)
         metrics.ORDER_DROPPED.inc(len(events))
 
-    def _lag(self, topic: str, partition: int) -> int | None:
-        """Records of the topic partition not read yet: the last fetch's highwater minus the next offset
-        to read (what this intake read, else the committed offset); None while not known."""
+    async def _pace(self) -> None:
+        """Pause fetching a topic partition whose queue in the merge has grown, resume it at half that.
+
+        A long queue is a topic ahead in event time of another topic of its partition (from a backlog,
+        the fetcher reads every partition at about the same rate in records, so a sparse topic runs ahead
+        of a dense one by more every fetch). Without a bound per topic partition the ones ahead fill the
+        merge's cap, which then forces events out of order: the ledger would depend on fetch order, and
+        an event behind its member's clock by more than the dedupe window would even be refused as stale.
+        Paused, they leave the fetcher to the topics behind, as Kafka Streams pauses a partition whose
+        buffer holds `buffered.records.per.partition`. The bound keeps every queue together under half
+        the cap. A topic a head waits for has nothing queued (else its newest time would free the head),
+        so it is never paused: pausing cannot wedge the merge. A rebalance resets every pause."""
+        if self._app.rebalancing:
+            return
+        queued = list(self._merge.queued())
+        limit = max(PAUSE_AT_LEAST, CAP // (2 * max(1, len(queued))))
+        over, drained = set(), set()
+        for topic, partition, count in queued:
+            if count >= limit:
+                over.add(self._tp(topic, partition))
+            elif count <= limit // 2:
+                drained.add(self._tp(topic, partition))
+        paused, resumed = over - self._paused, self._paused & drained
+        if paused:
+            await pause_fetching(self._app, paused, pause=True)
+        if resumed:
+            await pause_fetching(self._app, resumed, pause=False)
+        self._paused = (self._paused - resumed) | paused
+        metrics.ORDER_PAUSED.set(len(self._paused))
+
+    def _resume_paused(self) -> None:
+        """The agent stops (or is restarted): fetch again what this intake paused. In a task of its own:
+        this runs as the generator closes, maybe cancelled; a failure is logged (a partition left paused
+        would not be read until the next rebalance)."""
+        paused, self._paused = self._paused, set()
+        metrics.ORDER_PAUSED.set(0)
+        if paused:
+            asyncio.ensure_future(pause_fetching(self._app, paused, pause=False)).add_done_callback(_logged)
+
+    def _tp(self, topic: str, partition: int) -> TP:
         tp = self._tps.get((topic, partition))
         if tp is None:
             tp = self._tps[(topic, partition)] = TP(topic, partition)
+        return tp
+
+    def _lag(self, topic: str, partition: int) -> int | None:
+        """Records of the topic partition not read yet: the last fetch's highwater minus the next offset
+        to read (what this intake read, else the committed offset); None while not known."""
+        tp = self._tp(topic, partition)
         consumer = self._app.consumer
         try:
             highwater = consumer.highwater(tp)

@@ -20,14 +20,15 @@ than one before it is late) and, from the injected `lag`, whether it still has r
 
 Events with the same time on different topics go in arrival order. An item without a time (a
 message that cannot be decoded) goes as soon as what was read before it on its topic partition
-has gone. Beyond `cap` held items the oldest queue head goes regardless (counted as `cap`). The
+has gone. Beyond `cap` held items the oldest queue head goes regardless (counted as `cap`); the intake
+keeps the merge under it by pausing the fetching of topic partitions whose queues grow (`queued`). The
 clock (epoch ms, the same scale as the items' times) and the lag are injected: the class knows
 nothing of Faust and is tested on its own.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -109,6 +110,13 @@ class EventTimeMerge(Generic[T]):
                 self._count -= 1
                 out.append(item)
         return out
+
+    def queued(self) -> Iterator[tuple[str, int, int]]:
+        """(topic, partition, items held) of each topic partition that delivered since the last clear:
+        what the intake paces fetching by (a long queue is a topic ahead of another of its partition)."""
+        for number, part in self._partitions.items():
+            for topic, queue in part.queues.items():
+                yield topic, number, len(queue)
 
     def wake_in_ms(self) -> int | None:
         """How long until the last `release()`'s first blocked item may go by time alone (None: no item

@@ -17,6 +17,8 @@ The service leans on a few parts of faust-streaming that are not public API:
   `wait_empty` at rebalances and shutdown, task errors, `app.commit`) goes through it;
 - aiokafka's `GroupCoordinator.request_rejoin`, called from Faust's consumer thread by
   `request_rejoin`, when a static member was handed a stale assignment (stream_app/assignment.py);
+  aiokafka's `pause`/`resume`, called there by `pause_fetching` for the event-time merge's pacing
+  (agents/intake.py), as Faust's own `pause_partitions` can lose records (see `pause_fetching`);
 - the partition stores of a table (`RocksDB._dbs_for_actives`, `_visible_items`, `_db_for_partition`;
   the memory store's dict), read and written as raw bytes by the member index's scans
   (agents/member_index.py): Faust's `Store.items()` decodes every key and value through its
@@ -51,6 +53,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.tables.base import Collection
@@ -283,6 +286,29 @@ async def request_rejoin(app: faust.App) -> None:
         thread._ensure_consumer()._coordinator.request_rejoin()
 
     await thread.call_thread(rejoin)
+
+
+async def pause_fetching(app: faust.App, tps: set, pause: bool) -> None:
+    """Stop (`pause`) or start again fetching the topic partitions `tps` that are still assigned: aiokafka's
+    own `pause`/`resume`, in the consumer's thread, where a rebalance cannot come between the assignment
+    read and the call.
+
+    Not Faust's `Consumer.pause_partitions`: `getmany` skips the records of a partition that is no longer
+    active while it hands over a fetch, and the fetch position has passed them, so pausing a partition
+    mid-fetch would lose them and a later commit would move past them. aiokafka keeps a partition's
+    position at the last record it returned and throws away only what it prefetched, which it fetches
+    again on resume; a rebalance gives every partition a fresh, unpaused state."""
+    thread = app.consumer._thread
+    partitions = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+
+    async def act() -> None:
+        consumer = thread._ensure_consumer()
+        assigned = consumer.assignment()
+        mine = [tp for tp in partitions if tp in assigned]
+        if mine:
+            (consumer.pause if pause else consumer.resume)(*mine)
+
+    await thread.call_thread(act)
 
 
 def raw_items(table: Any) -> Iterator[tuple[bytes, bytes]]:

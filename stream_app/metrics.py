@@ -34,6 +34,8 @@ BROKER_CONNECTED = Gauge("loyalty_broker_connected",
 EVENTS_LATE = Counter("loyalty_events_late", "Input events applied although older than their member's clock "
                       "(the newest instant already applied to it), by topic kind.", ["topic"])
 ORDER_HELD = Gauge("loyalty_order_held", "Events read but held by the event-time merge, not yet applied.")
+ORDER_PAUSED = Gauge("loyalty_order_paused_partitions", "Topic partitions whose fetching the event-time merge "
+                     "paused: they are ahead of another topic of their partition.")
 ORDER_FORCED = Counter("loyalty_order_forced", "Events the event-time merge let go before the other topics of "
                        "their partition were known to be past them, by reason (cap, stalled, rebalance).", ["reason"])
 ORDER_DROPPED = Counter("loyalty_order_dropped", "Held events dropped unapplied (an older consumer generation, or "

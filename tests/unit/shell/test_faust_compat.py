@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from weakref import WeakSet
 
+import aiokafka
 import aiokafka.consumer.group_coordinator as group_coordinator
 import faust
 import pytest
@@ -34,7 +35,7 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from stream_app import faust_compat
 from stream_app.compose import build_parts
 from stream_app.core.program import load_program
-from stream_app.faust_compat import refuse_commits, request_rejoin
+from stream_app.faust_compat import pause_fetching, refuse_commits, request_rejoin
 from stream_app.settings import load_settings
 
 
@@ -306,6 +307,52 @@ async def test_request_rejoin_runs_in_the_consumer_thread():
     await request_rejoin(SimpleNamespace(consumer=SimpleNamespace(_thread=Thread())))
     assert ran_in == ["thread"] and requested == [True]
 
+
+
+async def test_pause_fetching_pauses_and_resumes_only_assigned_partitions_in_the_consumer_thread():
+    from aiokafka.structs import TopicPartition
+
+    calls, ran_in = [], []
+    assigned = {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+    class Consumer:
+        def assignment(self):
+            return assigned
+
+        def pause(self, *tps):
+            calls.append(("pause", sorted(tps)))
+
+        def resume(self, *tps):
+            calls.append(("resume", sorted(tps)))
+
+    class Thread:
+        def _ensure_consumer(self):
+            return Consumer()
+
+        async def call_thread(self, fun):
+            ran_in.append("thread")
+            return await fun()
+
+    app = SimpleNamespace(consumer=SimpleNamespace(_thread=Thread()))
+    await pause_fetching(app, {faust.types.TP("t", 0), faust.types.TP("t", 5)}, pause=True)  # 5: revoked since
+    await pause_fetching(app, {faust.types.TP("t", 1)}, pause=False)
+    await pause_fetching(app, {faust.types.TP("t", 7)}, pause=True)
+    assert calls == [("pause", [TopicPartition("t", 0)]), ("resume", [TopicPartition("t", 1)])]
+    assert all(isinstance(tp, TopicPartition) for _, tps in calls for tp in tps)  # aiokafka checks the type
+    assert ran_in == ["thread"] * 3
+
+
+def test_aiokafka_keeps_a_paused_partitions_position_and_drops_only_its_prefetched_records():
+    """What pause_fetching relies on: a paused partition returns nothing and keeps its position (so the
+    records are fetched again on resume), and Faust's own pause_partitions would skip records instead."""
+    from aiokafka.consumer import fetcher
+
+    source = inspect.getsource(fetcher.FetchResult.check_assignment)
+    assert "if tp_state.paused:" in source and "self._partition_records = None" in source
+    assert "consumed_to" in inspect.getsource(fetcher.FetchResult._update_position)
+    assert list(inspect.signature(aiokafka.AIOKafkaConsumer.pause).parameters) == ["self", "partitions"]
+    assert list(inspect.signature(aiokafka.AIOKafkaConsumer.resume).parameters) == ["self", "partitions"]
+    assert "or tp in active_partitions" in inspect.getsource(Consumer.getmany)
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
