@@ -17,6 +17,7 @@ from agents import guard, observe, projection, schedule
 from agents import process as process_agent
 from agents import rewards as reward_agent
 from agents.emit import Emitter
+from agents.intake import READ_BATCH
 from agents.member_index import MemberIndex
 from stream_app import faust_compat, program_guard, runtime, web
 from stream_app.broker_contact import BrokerContact
@@ -65,6 +66,9 @@ def faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         table_standby_replicas=1,
         broker_commit_every=1000,
+        # Records handed over per fetch: with no bound a fetch brings up to 1 MiB of every partition, and
+        # what the event-time merge pauses keeps arriving for a whole fetch (agents/intake.py `_pace`).
+        broker_max_poll_records=READ_BATCH,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_seconds,
         # A topic created at start-up can be missing from the consumer's first metadata; Kafka clients

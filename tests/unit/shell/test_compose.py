@@ -88,6 +88,15 @@ def test_builtin_faust_pages_are_not_registered() -> None:
     assert all(not str(bp).startswith("faust.web.apps.") for _, bp in app.web.blueprints._enabled)
 
 
+def test_a_fetch_hands_over_at_most_one_intake_batch() -> None:
+    """Unbounded, a fetch brings up to 1 MiB of every partition, and a topic partition the event-time merge
+    paused keeps arriving for the rest of that fetch, past the merge's cap (agents/intake.py `_pace`)."""
+    from agents.intake import CAP, READ_BATCH
+
+    app = wire().app
+    assert app.conf.broker_max_poll_records == READ_BATCH and READ_BATCH * 4 < CAP // 2
+
+
 def test_the_worker_creates_every_topic_and_changelog_as_faust_would_before_it_starts() -> None:
     """topics/declare.py creates them at worker init; each with the partitions, replication and
     config Faust's own declaration (aiokafka driver's `_topic_config` plus the topic's config) gives."""
