@@ -34,9 +34,9 @@ class DeviceIndexer:
         entry, flags = apply_link(states.get(key) or {}, orjson.loads(event.message.value))
         states.put(key, entry or None, event)
         metrics.count_event("devices", "applied")
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
         for member_id, evidence in flags:
-            self.outgoing.add(self.admin, member_id.encode(), orjson.dumps(flag_event(member_id, evidence, now)))
+            flag = flag_event(member_id, evidence, datetime.now(UTC).isoformat(timespec="milliseconds"))
+            self.outgoing.add(self.admin, member_id.encode(), orjson.dumps(flag))
 
 
 def register(app: faust.App, parts: Parts) -> DeviceIndexer:

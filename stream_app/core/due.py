@@ -36,21 +36,28 @@ def catch_up(member: Member, program: Program, now: int, out: Outputs) -> None:
     start = member.evaluated_at
     if start is not None and now <= start:
         return
-    if start is not None and min(_due_times(member, program, start), default=now + 1) > now:
-        member.evaluated_at = now
-        order_history.fold(member, program, now)
-        return
-    cursor = now if start is None else start
+    if start is None:  # a new member: nothing can be due before its first instant
+        _step(member, program, now, out)
+    else:
+        times = _due_times(member, program, start)
+        if min(times, default=now + 1) <= now:  # something falls due up to `now`: step through it
+            _step_through(member, program, start, now, times, out)
+    member.evaluated_at = now
+    order_history.fold(member, program, now)  # housekeeping: no rule can tell when it runs
+
+
+def _step_through(member: Member, program: Program, start: int, now: int, times: list[int], out: Outputs) -> None:
+    """Step at each due instant after `start` up to `now` (`times`: the due instants seen from `start`),
+    then at `now` unless the last step was there."""
+    cursor, due = start, _first_after(times, start)
     for _ in range(MAX_DUE_STEPS):
-        due = _due_after(member, program, cursor)
         if due is None or due > now:
             break
         _step(member, program, due, out)
         cursor = due
-    if cursor < now or start is None:
+        due = _due_after(member, program, cursor)
+    if cursor < now:
         _step(member, program, now, out)
-    member.evaluated_at = now
-    order_history.fold(member, program, now)  # housekeeping: no rule can tell when it runs
 
 
 def _step(member: Member, program: Program, at: int, out: Outputs) -> None:
@@ -69,8 +76,11 @@ def next_due(member: Member, program: Program, now: int) -> int | None:
 
 def _due_after(member: Member, program: Program, cursor: int) -> int | None:
     """The earliest due instant strictly after `cursor` (work due before it waits for that step)."""
-    later = [t for t in _due_times(member, program, cursor) if t > cursor]
-    return min(later) if later else None
+    return _first_after(_due_times(member, program, cursor), cursor)
+
+
+def _first_after(times: list[int], cursor: int) -> int | None:
+    return min((t for t in times if t > cursor), default=None)
 
 
 def _due_times(member: Member, program: Program, now: int) -> list[int]:
