@@ -45,7 +45,7 @@ READ_BATCH = 1000  # events per take_events batch (as agents/batch.py takes them
 READ_WITHIN = 0.01  # seconds take_events waits to fill a batch
 READ_AHEAD = 4  # batches read but not yet merged: the reader waits beyond that (backpressure)
 POLL = 0.25  # seconds between checks while events are held (a rebalance began, a lag became known)
-STALL_MS = 30_000  # a topic partition with unread records is waited for at most this long
+STALL_MS = 30_000  # a topic partition with unread records is waited for until it delivers nothing this long
 CAP = 20_000  # events held at most; beyond, the oldest goes (loyalty_order_forced_total{reason="cap"})
 PAUSE_AT_LEAST = 50  # a topic partition's queue in the merge pauses its fetching at this length or more
 _END = object()

@@ -12,8 +12,11 @@ newest time that topic delivered (a topic partition is taken to be in time order
 than one before it is late) and, from the injected `lag`, whether it still has records not read:
 
 - a topic that delivered something at or after the item's time cannot deliver anything older;
-- a topic with unread records (lag > 0, or not known yet) is waited for, at most `stall_ms` after
-  the item arrived (then the item goes anyway: counted as `stalled`);
+- a topic with unread records (lag > 0, or not known yet) is waited for as long as it keeps
+  delivering: at most `stall_ms` after the item arrived or that topic last delivered, whichever is
+  later (then the item goes anyway: counted as `stalled`). From a backlog that takes minutes to read,
+  a due message (its time is the wall clock) waits for the partition's topics to be read past it, or
+  it would move its member's clock years ahead of the events still unread (refused as stale);
 - a caught-up topic (lag 0) is waited for `grace_ms`, counted from the item's time or its arrival,
   whichever is earlier: an event published within the grace of its `occurred_at` is never
   overtaken by a newer one, and a backlog (old times) is not held for a caught-up topic at all.
@@ -40,6 +43,7 @@ Lag = Callable[[str, int], "int | None"]  # (topic, partition) -> records not re
 class _Partition(Generic[T]):
     queues: dict[str, deque[tuple[int | None, int, int, T]]] = field(default_factory=dict)  # time, seq, arrived
     newest: dict[str, int] = field(default_factory=dict)  # topic -> newest time it delivered
+    delivered: dict[str, int] = field(default_factory=dict)  # topic -> when (clock) it last delivered
 
     def head(self) -> tuple[str, tuple[int | None, int, int, T]] | None:
         """The queue head that goes next: an untimed one, else the oldest (the earliest read on a tie)."""
@@ -82,7 +86,8 @@ class EventTimeMerge(Generic[T]):
         if queue is None:
             queue = part.queues[topic] = deque()
         self._seq += 1
-        queue.append((time, self._seq, self._clock(), item))
+        now = part.delivered[topic] = self._clock()
+        queue.append((time, self._seq, now, item))
         if time is not None and time > part.newest.get(topic, time - 1):
             part.newest[topic] = time
         self._count += 1
@@ -154,7 +159,7 @@ class EventTimeMerge(Generic[T]):
                 lags[key] = self._lag(other, number)
             lag = lags[key]
             if lag is None or lag > 0:
-                wait, lagging = arrived + self._stall, True
+                wait, lagging = max(arrived, part.delivered.get(other, arrived)) + self._stall, True
             else:
                 wait, lagging = min(time, arrived) + self._grace, False
             if until is None or wait > until:

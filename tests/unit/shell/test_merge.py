@@ -106,6 +106,21 @@ def test_a_lag_not_known_yet_counts_as_lagging_and_stalls_at_most_stall_ms():
     assert m.release() == ["o"] and forced == ["stalled"]
 
 
+def test_a_lagging_topic_that_keeps_delivering_is_waited_for_past_the_stall():
+    forced = []
+    clock = Clock(BASE + 600_000)  # a backlog
+    m = merge({("reviews", 0): 1_000}, clock, forced=forced)
+    m.add("due", 0, BASE + 500_000, "tick")  # a due message dated by the wall clock
+    for n in range(5):  # the reviews come in every 20 s, all older than the tick
+        clock.now += STALL * 2 // 3
+        m.add("reviews", 0, BASE + n, f"r{n}")
+        assert m.release() == [f"r{n}"] and m.wake_in_ms() == STALL
+    clock.now += STALL - 1
+    assert m.release() == []
+    clock.now += 1  # 30 s without a review: stalled
+    assert m.release() == ["tick"] and forced == ["stalled"]
+
+
 def test_partitions_do_not_wait_for_each_other():
     lags = {("reviews", 1): 5}
     m = merge(lags, Clock(BASE + 60_000))
