@@ -43,10 +43,11 @@ from stream_app.faust_compat import committed_offset, hold, pause_fetching
 
 READ_BATCH = 1000  # events per take_events batch (as agents/batch.py takes them without a merge)
 READ_WITHIN = 0.01  # seconds take_events waits to fill a batch
-READ_AHEAD = 4  # batches read but not yet merged: the reader waits beyond that (backpressure)
+READ_AHEAD = 2  # batches read but not yet merged: the reader waits beyond that (backpressure)
 POLL = 0.25  # seconds between checks while events are held (a rebalance began, a lag became known)
 STALL_MS = 30_000  # a topic partition with unread records is waited for until it delivers nothing this long
-CAP = 20_000  # events held at most; beyond, the oldest goes (loyalty_order_forced_total{reason="cap"})
+CAP = 50_000  # events held at most; beyond, the oldest goes (loyalty_order_forced_total{reason="cap"})
+PACED = 5_000  # events the queues in the merge hold together at most before their topic partitions pause
 PAUSE_AT_LEAST = 50  # a topic partition's queue in the merge pauses its fetching at this length or more
 _END = object()
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class OrderedIntake:
         self._tps: dict[tuple[str, int], TP] = {}
         self._generation: int | None = None
         self._paused: set[TP] = set()  # topic partitions this intake paused (`_pace`)
+        self._topics = frozenset(topics)
+        self._assigned: int | None = None  # topic partitions of the merged topics assigned (this generation)
 
     async def batches(self, stream) -> AsyncIterator[list[EventT]]:
         """Released events, at most READ_BATCH at a time, until the stream ends."""
@@ -152,6 +155,7 @@ class OrderedIntake:
             self._drop(self._merge.clear())
             self._next_offset.clear()
             self._paused.clear()  # a rebalance gives every partition a fresh, unpaused fetch state
+            self._assigned = None
             metrics.ORDER_PAUSED.set(0)
             self._generation = generation
         for events in batches:
@@ -180,13 +184,18 @@ class OrderedIntake:
         merge's cap, which then forces events out of order: the ledger would depend on fetch order, and
         an event behind its member's clock by more than the dedupe window would even be refused as stale.
         Paused, they leave the fetcher to the topics behind, as Kafka Streams pauses a partition whose
-        buffer holds `buffered.records.per.partition`. The bound keeps every queue together under half
-        the cap. A topic a head waits for has nothing queued (else its newest time would free the head),
-        so it is never paused: pausing cannot wedge the merge. A rebalance resets every pause."""
+        buffer holds `buffered.records.per.partition`. The bound shares PACED among every topic partition
+        of the merged topics this worker is assigned, delivered yet or not (counting only those that
+        delivered, the first fetches of a backlog were allowed long queues that the later ones then
+        pushed past the cap). The cap is ten times PACED: it is for what is in flight when a partition is
+        paused (Faust's channel and stream buffers of 4,096 events each, the read-ahead, a fetch: the
+        year workload held 19,000 with a bound of 5,000), and is reached only if pacing fails. A topic a
+        head waits for has nothing queued (else its newest time would free the head), so it is never
+        paused: pausing cannot wedge the merge. A rebalance resets every pause."""
         if self._app.rebalancing:
             return
         queued = list(self._merge.queued())
-        limit = max(PAUSE_AT_LEAST, CAP // (2 * max(1, len(queued))))
+        limit = max(PAUSE_AT_LEAST, PACED // max(1, len(queued), self._assigned_count()))
         over, drained = set(), set()
         for topic, partition, count in queued:
             if count >= limit:
@@ -200,6 +209,16 @@ class OrderedIntake:
             await pause_fetching(self._app, resumed, pause=False)
         self._paused = (self._paused - resumed) | paused
         metrics.ORDER_PAUSED.set(len(self._paused))
+
+    def _assigned_count(self) -> int:
+        """Topic partitions of the merged topics assigned to this worker, counted once per generation."""
+        if self._assigned is None:
+            try:
+                assignment = self._app.consumer.assignment()
+            except Exception:  # the consumer is stopping or not started: count what delivered
+                return 0
+            self._assigned = sum(1 for tp in assignment if tp.topic in self._topics)
+        return self._assigned
 
     def _resume_paused(self) -> None:
         """The agent stops (or is restarted): fetch again what this intake paused. In a task of its own:

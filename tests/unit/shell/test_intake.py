@@ -19,7 +19,9 @@ class FakeApp:
 
     def __init__(self, highwaters: dict[TP, int]) -> None:
         self.highwaters, self.calls = highwaters, []
-        self.consumer = SimpleNamespace(highwater=lambda tp: self.highwaters.get(tp, 0), _committed_offset={})
+        self.assigned = {TP("orders", 0), TP("reviews", 0), TP("rewards", 0)}  # rewards: not merged
+        self.consumer = SimpleNamespace(highwater=lambda tp: self.highwaters.get(tp, 0), _committed_offset={},
+                                        assignment=lambda: set(self.assigned))
         self.consumer_generation_id, self.rebalancing = 1, False
         self.flow_control = SimpleNamespace(is_active=lambda: True)
 
@@ -32,7 +34,7 @@ def app(monkeypatch) -> FakeApp:
         fake.calls.append(("pause" if pause else "resume", sorted(tps)))
 
     monkeypatch.setattr(intake_module, "pause_fetching", pause_fetching)
-    monkeypatch.setattr(intake_module, "CAP", 400)  # two topic partitions: each paused at 100 held
+    monkeypatch.setattr(intake_module, "PACED", 200)  # two merged topic partitions: each paused at 100 held
     return fake
 
 
@@ -85,3 +87,27 @@ async def test_no_pacing_during_a_rebalance_and_a_new_generation_forgets_what_wa
     assert intake._admit([])
     assert intake._paused == set() and paused_gauge() == 0
     assert len(intake._merge) == 0  # what was held is dropped unacked, read again by the partition's owner
+
+
+async def test_the_bound_is_shared_by_every_assigned_topic_partition_not_only_those_that_delivered(app):
+    """From a backlog the first fetches bring a few topic partitions: bounded as if they were the only ones,
+    their queues would fill the cap before the others deliver."""
+    app.assigned |= {TP("orders", 1), TP("reviews", 1)}  # four merged topic partitions: each paused at 50
+    intake = OrderedIntake(app, ["orders", "reviews"], 2.0, lambda event: None)
+    add(intake, "reviews", range(100, 160))  # the only one that delivered yet: 60 held
+    intake._merge.release()
+    await intake._pace()
+    assert app.calls == [("pause", [TP("reviews", 0)])]
+
+
+async def test_the_assignment_is_counted_again_after_a_rebalance(app):
+    intake = OrderedIntake(app, ["orders", "reviews"], 2.0, lambda event: None)
+    add(intake, "reviews", range(100, 160))  # 60 held: under the 100 of two topic partitions
+    await intake._pace()
+    assert app.calls == []
+    app.assigned |= {TP("orders", 1), TP("reviews", 1)}
+    app.consumer_generation_id = 2
+    assert intake._admit([])
+    add(intake, "reviews", range(100, 160))
+    await intake._pace()
+    assert app.calls == [("pause", [TP("reviews", 0)])]
