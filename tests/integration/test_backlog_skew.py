@@ -4,7 +4,7 @@ Sixty days of history, published as a backlog before the worker starts: a dense 
 day per member) and sparse ones (orders, refunds and reviews every few days, a share a day) over the
 same days. The fetcher reads every topic partition at about the same rate in records, so the sparse
 topics run weeks ahead of the logins in event time. Unpaced, what they read ahead filled the merge's
-cap (20,000 held events), which forced events out of order, some behind their member's clock by more
+cap (20,000 held events then), which forced events out of order, some behind their member's clock by more
 than the 30-day dedupe window: refused as stale. The drain takes over 30 s here, so the due messages
 the schedule sends meanwhile (dated now) must wait for the topics still delivering older events: with a
 stall counted from their arrival they went after 30 s and moved their members' clocks past the unread
