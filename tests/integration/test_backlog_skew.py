@@ -18,21 +18,16 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 from stream_app.core.engine import advance_member, apply_to_member, event_time_ms
 from stream_app.core.program import default_program_text, parse_program
 from stream_app.core.read_model import member_view
 from tests.integration.harness import event_message, produce, wait_for
-from tests.integration.test_event_order import create_topics, metric, read_all
+from tests.integration.test_event_order import create_topics, iso, metric, read_all
 
 MEMBERS, DAYS, SEED = 300, 60, 21
 DAY_MS = 86_400_000
 COMPARED = ("points", "tier", "segment", "frozen")
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def history(start_ms: int) -> list[tuple[str, dict]]:
@@ -75,7 +70,8 @@ def _member_history(rng: random.Random, member: str, start_ms: int) -> list[tupl
 
 
 def expected(events: list[tuple[str, dict]], now: int) -> dict[str, dict]:
-    """Each member's view from the pure core: its events in event-time order, then its due work to `now`."""
+    """Each member's view from the pure core: its events (`history` gives them in event-time order), then
+    its due work to `now`."""
     program = parse_program(default_program_text())
     by_member: dict[str, list[dict]] = {}
     for _, event in events:
@@ -83,7 +79,7 @@ def expected(events: list[tuple[str, dict]], now: int) -> dict[str, dict]:
     views = {}
     for member_id, own in by_member.items():
         member = None
-        for event in sorted(own, key=event_time_ms):
+        for event in own:
             member, _ = apply_to_member(member, event, program)
         advance_member(member, program, now)
         view = member_view(member.to_dict(), program, now)
@@ -116,9 +112,12 @@ def test_a_skewed_backlog_is_applied_in_event_time_order(deployment):
         want = expected(events, int(time.time() * 1000))
         seen: dict[str, dict | None] = {}
 
+        def compared(member_id: str) -> dict | None:
+            view = worker.member(member_id)
+            return view and {key: view[key] for key in COMPARED}
+
         def settled() -> bool:
-            seen.update({m: worker.member(m) for m in want if seen.get(m) != want[m]})
-            seen.update({m: {k: v[k] for k in COMPARED} for m, v in seen.items() if v and set(v) != set(COMPARED)})
+            seen.update({m: compared(m) for m in want if seen.get(m) != want[m]})
             return all(seen.get(m) == view for m, view in want.items())
 
         wait_for(settled, timeout=150, interval=2,
