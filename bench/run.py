@@ -376,8 +376,10 @@ def runtime_figures(worker: ServiceWorker) -> dict:
     out: dict = {"timer_late_warnings": worker.log_path.read_text(errors="replace").count("woke up too late")}
     if status != 200 or not isinstance(body, str):
         return out
-    gc_s = worker.metric_sum("loyalty_gc_pause_seconds_sum")
-    out["gc_s"] = gc_s
+    out["gc_s"] = worker.metric_sum("loyalty_gc_pause_seconds_sum")
+    out["due_sent"] = worker.metric_sum("loyalty_due_sent_total")
+    out["forced"] = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^loyalty_order_forced_total\{reason="([^"]+)"\} (\S+)$', body, re.M)}
     buckets = sorted((float(m.group(1)), float(m.group(2))) for m in re.finditer(
         r'^loyalty_event_loop_lag_seconds_bucket\{le="([^"+]+)"\} (\S+)$', body, re.M))
     total = worker.metric_sum("loyalty_event_loop_lag_seconds_count")
@@ -708,7 +710,10 @@ def render(report: dict) -> str:
                   + (f"; event-loop lag p99 ≤ {svc['loop_lag_p99_le'] * 1000:g} ms, "
                      f"{svc['loop_lag_over_50ms']:,.0f} of {svc['loop_lag_samples']:,.0f} wake-ups over 50 ms"
                      if svc.get("loop_lag_p99_le") is not None else "; loop lag not measured")
-                  + f"; Faust timers late {svc['timer_late_warnings']:,} times (over {events:,.0f} events)."]
+                  + f"; Faust timers late {svc['timer_late_warnings']:,} times (over {events:,.0f} events)"
+                  + (f"; due messages sent {svc['due_sent']:,.0f}" if svc.get("due_sent") is not None else "")
+                  + "".join(f"; forced by the merge ({reason}) {n:,.0f}" for reason, n in svc.get("forced", {}).items())
+                  + "."]
     if report.get("outputs"):
         lines += ["Messages written: " + ", ".join(f"`{k}` {v:,}" for k, v in report["outputs"].items()) + "."]
     if report.get("latency"):
