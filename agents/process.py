@@ -120,6 +120,7 @@ class MemberProcessor:
 
     def _due(self, states: BatchStates, event) -> None:
         key = event.message.key
+        self.schedule.arrived(key)  # first: whatever follows (a broken message raises), it is no longer in flight
         state = states.get(key)
         if state is None:
             self.schedule.set(key, None)

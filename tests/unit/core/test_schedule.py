@@ -86,7 +86,7 @@ OPS = st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]),
 
 @settings(max_examples=200, deadline=None)
 @given(OPS)
-def test_behaves_like_a_dict_of_due_times(ops):
+def test_behaves_like_a_dict_of_due_times_when_each_due_message_arrives_at_once(ops):
     s, model, now = DueSchedule(), {}, 0
     for member, due_at, step in ops:
         s.set(member, due_at)
@@ -99,7 +99,69 @@ def test_behaves_like_a_dict_of_due_times(ops):
         assert s.pop_due(now) == [(m, at) for at, m in expected]
         for _, m in expected:
             del model[m]
+            s.arrived(m)
         assert len(s) == len(model)
+
+
+IN_FLIGHT_OPS = st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c"]), st.one_of(st.none(), st.integers(0, 50)),
+                                   st.integers(0, 10), st.booleans()), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(IN_FLIGHT_OPS)
+def test_due_work_is_never_lost_nor_sent_twice_while_a_message_is_in_flight(ops):
+    """Whatever the order of sets, ticks and arrivals: a member's latest due instant is either scheduled
+    or covered by its message in flight (sent at or after it), and no member is sent a second message for
+    an instant its first one covers."""
+    s, latest, sent, now = DueSchedule(), {}, {}, 0
+    for member, due_at, step, arrives in ops:
+        s.set(member, due_at)
+        latest[member] = due_at
+        now += step
+        for m, at in s.pop_due(now):
+            assert at > sent.get(m, -1), "a second message for work the one in flight covers"
+            assert at == latest[m] and at <= now
+            sent[m] = now
+        if arrives and member in sent:
+            covered = sent.pop(member)
+            s.arrived(member)
+            # the message advanced the member to when it was sent: what it covered is done
+            if latest[member] is not None and latest[member] <= covered:
+                latest[member] = None
+        for m, at in latest.items():
+            if at is not None:
+                assert at in (due for due, who in s._heap if who == m and s._shard(m).get(m) == due) or (
+                    m in sent and at <= sent[m]), f"{m!r}'s due work at {at} is neither scheduled nor in flight"
+
+
+def test_a_member_sent_a_due_message_is_not_sent_another_for_work_it_covers():
+    s = DueSchedule()
+    s.set(b"a", 10)
+    assert s.pop_due(100) == [(b"a", 10)]  # its message is dated 100
+    s.set(b"a", 20)  # an older event of a backlog, applied before the message: covered by it
+    s.set(b"a", 100)
+    assert (s.pop_due(1000), len(s), s.in_flight) == ([], 0, 1)
+    s.set(b"a", 150)  # past the message's instant: scheduled as usual
+    assert s.pop_due(1000) == [(b"a", 150)]
+
+
+def test_a_member_whose_due_message_arrived_is_scheduled_again():
+    s = DueSchedule()
+    s.set(b"a", 10)
+    s.pop_due(100)
+    s.arrived(b"a")
+    s.set(b"a", 50)  # e.g. a late event's return window, before the message's instant
+    assert (s.pop_due(100), s.in_flight) == ([(b"a", 50)], 1)
+
+
+def test_a_rebuild_forgets_the_messages_in_flight():
+    s = DueSchedule()
+    s.set(b"a", 10)
+    s.pop_due(100)
+    s.begin_rebuild()  # the partition may have moved: its message may never arrive here
+    s.set(b"a", 20)
+    s.end_rebuild()
+    assert s.pop_due(100) == [(b"a", 20)]
 
 
 def test_a_rebuild_loads_stored_instants_but_keeps_what_was_set_since_it_began():

@@ -823,6 +823,38 @@ async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
     assert pipeline.changelog() == []
 
 
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
+
+
+async def test_a_backlog_does_not_make_the_tick_send_a_member_again_while_its_due_message_is_in_flight(pipeline):
+    """From a backlog every event leaves its member due in the wall clock's past: one message covers them."""
+    now = RELEASE_AT_MS + 30 * DAY  # the wall clock, a month past the backlog
+    await pipeline.put("orders", raw(order("o1")))
+    assert pipeline.schedule.pop_due(now) == [(M1, RELEASE_AT_MS)]  # the tick sends a due message dated now
+    for day in range(1, 4):  # the backlog's next events, applied while the message waits in the merge
+        await pipeline.put("orders", raw(order(f"o{day + 1}", at=iso(PAID_AT_MS + day * DAY))))
+        assert pipeline.schedule.pop_due(now) == []
+
+    await pipeline.put("due", orjson.dumps({"at": now}))
+
+    member = pipeline.state_of()
+    assert (member.ledger.pending, member.evaluated_at) == (0, now)  # every order's return window done
+    due_at = next_due(member, pipeline.program, now)
+    assert due_at is not None and due_at > now
+    assert pipeline.schedule.pop_due(due_at) == [(M1, due_at)]
+
+
+async def test_a_member_whose_due_message_was_dead_lettered_is_scheduled_again_for_the_work_it_missed(pipeline):
+    await pipeline.put("orders", raw(order("o1")))
+    pipeline.schedule.pop_due(RELEASE_AT_MS + DAY)
+
+    await pipeline.put("due", b"not json")  # it did none of the work: the member's clock did not move
+    await pipeline.put("orders", raw(order("o2", at=iso(PAID_AT_MS + 1))))
+
+    assert pipeline.schedule.pop_due(RELEASE_AT_MS + DAY) == [(M1, RELEASE_AT_MS)]
+
+
 def entry(state: dict, due: int | None) -> tuple:
     """The index entry: due instant, tier, segment, points liability (available + pending), reserved."""
     ledger = Member.from_dict(state).ledger
