@@ -47,6 +47,7 @@ from stream_app.core.program import Program, default_program_text, load_program,
 from stream_app.failstop import FailStop
 from stream_app.settings import load_settings
 from tables import member_index
+from tests.unit.conftest import iso
 from topics.outgoing import partition_for
 from topics.validation import validate_output
 
@@ -821,10 +822,6 @@ async def test_a_due_message_for_an_unknown_member_unschedules_it(pipeline):
     assert pipeline.sent == []
     assert b"gone" not in pipeline.members
     assert pipeline.changelog() == []
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
 
 
 async def test_a_backlog_does_not_make_the_tick_send_a_member_again_while_its_due_message_is_in_flight(pipeline):
